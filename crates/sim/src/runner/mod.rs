@@ -1,0 +1,1 @@
+//! The simulated runner (`rarc-sim runner`). Being written.
