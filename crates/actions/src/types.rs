@@ -32,13 +32,19 @@ pub struct ListResponse<T> {
 
 impl<T> Default for ListResponse<T> {
     fn default() -> Self {
-        Self { count: 0, value: Vec::new() }
+        Self {
+            count: 0,
+            value: Vec::new(),
+        }
     }
 }
 
 impl<T> ListResponse<T> {
     pub fn new(value: Vec<T>) -> Self {
-        Self { count: value.len() as i64, value }
+        Self {
+            count: value.len() as i64,
+            value,
+        }
     }
 }
 
@@ -53,7 +59,10 @@ pub struct Label {
 
 impl Label {
     pub fn system(name: impl Into<String>) -> Self {
-        Self { kind: "System".into(), name: name.into() }
+        Self {
+            kind: "System".into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -334,6 +343,20 @@ pub fn encode_job_messages(messages: &[JobMessage]) -> String {
     serde_json::Value::Array(values).to_string()
 }
 
+/// A job offered to the scale set, as `acquirablejobs` returns it (spec §7.8; classic only).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct AcquirableJob {
+    pub acquire_job_url: String,
+    pub message_type: String,
+    pub runner_request_id: i64,
+    pub repository_name: String,
+    pub owner_name: String,
+    pub job_workflow_ref: String,
+    pub event_name: String,
+    pub request_labels: Vec<String>,
+}
+
 /// Response of acquirejobs: the ids actually acquired.
 pub type AcquireJobsResponse = ListResponse<i64>;
 
@@ -403,7 +426,10 @@ mod tests {
             name: "arc-runner-set".into(),
             runner_group_id: 1,
             labels: vec![Label::system("arc-runner-set"), Label::system("extra-label")],
-            runner_setting: RunnerSetting { disable_update: Some(true), ..Default::default() },
+            runner_setting: RunnerSetting {
+                disable_update: Some(true),
+                ..Default::default()
+            },
             ..Default::default()
         };
         assert_eq!(
@@ -424,7 +450,9 @@ mod tests {
             {"messageType":"SomethingNew","x":1}]"#;
         let msgs = decode_job_messages(body).unwrap();
         assert_eq!(msgs.len(), 5);
-        assert!(matches!(&msgs[0], JobMessage::Assigned(m) if m.base.runner_request_id == 101 && m.base.queue_time.is_some()));
+        assert!(
+            matches!(&msgs[0], JobMessage::Assigned(m) if m.base.runner_request_id == 101 && m.base.queue_time.is_some())
+        );
         assert!(matches!(&msgs[1], JobMessage::Started(m) if m.runner_id == 42 && m.runner_name == "n"));
         assert!(matches!(&msgs[2], JobMessage::Completed(m) if m.result == "succeeded"));
         assert!(matches!(&msgs[3], JobMessage::Available(m) if m.acquire_job_url == "u"));
