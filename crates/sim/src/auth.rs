@@ -55,7 +55,9 @@ pub enum JwtError {
     IssuedInFuture,
     #[error("'Expiration time' claim ('exp') is too far in the future")]
     TooLong,
-    #[error("'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires")]
+    #[error(
+        "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
+    )]
     Expired,
     #[error("A JSON web token could not be verified: signature mismatch")]
     Signature,
@@ -70,14 +72,19 @@ pub fn verify_app_jwt<'a>(token: &str, apps: &'a [App], now_unix: i64) -> Result
     // Read the claims without verification first to find the app (as GitHub must).
     let payload = token.split('.').nth(1).ok_or(JwtError::Malformed)?;
     use base64::Engine;
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(payload).map_err(|_| JwtError::Malformed)?;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .map_err(|_| JwtError::Malformed)?;
     let claims: Claims = serde_json::from_slice(&raw).map_err(|_| JwtError::Malformed)?;
     let iss = match &claims.iss {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Number(n) => n.to_string(),
         _ => return Err(JwtError::UnknownIssuer),
     };
-    let app = apps.iter().find(|a| a.app_id == iss || (!a.client_id.is_empty() && a.client_id == iss)).ok_or(JwtError::UnknownIssuer)?;
+    let app = apps
+        .iter()
+        .find(|a| a.app_id == iss || (!a.client_id.is_empty() && a.client_id == iss))
+        .ok_or(JwtError::UnknownIssuer)?;
     if claims.iat > now_unix + 60 {
         return Err(JwtError::IssuedInFuture);
     }
@@ -108,7 +115,12 @@ mod tests {
 
     fn jwt(iss: &str, iat: i64, exp: i64, key: &str) -> String {
         let claims = serde_json::json!({ "iss": iss, "iat": iat, "exp": exp });
-        encode(&Header::new(Algorithm::RS256), &claims, &EncodingKey::from_rsa_pem(key.as_bytes()).unwrap()).unwrap()
+        encode(
+            &Header::new(Algorithm::RS256),
+            &claims,
+            &EncodingKey::from_rsa_pem(key.as_bytes()).unwrap(),
+        )
+        .unwrap()
     }
 
     #[test]
@@ -116,17 +128,52 @@ mod tests {
         let apps = vec![App::default_app()];
         let now = 1_800_000_000;
         let ok = jwt(DEFAULT_APP_ID, now - 60, now + 480, DEFAULT_APP_PRIVATE_KEY);
-        assert_eq!(verify_app_jwt(&ok, &apps, now).unwrap().installation_id, DEFAULT_INSTALLATION_ID);
+        assert_eq!(
+            verify_app_jwt(&ok, &apps, now).unwrap().installation_id,
+            DEFAULT_INSTALLATION_ID
+        );
         let by_client = jwt(DEFAULT_CLIENT_ID, now - 60, now + 480, DEFAULT_APP_PRIVATE_KEY);
         assert!(verify_app_jwt(&by_client, &apps, now).is_ok());
-        assert_eq!(verify_app_jwt(&jwt("999", now, now + 60, DEFAULT_APP_PRIVATE_KEY), &apps, now), Err(JwtError::UnknownIssuer));
-        assert_eq!(verify_app_jwt(&jwt(DEFAULT_APP_ID, now - 60, now + 900, DEFAULT_APP_PRIVATE_KEY), &apps, now), Err(JwtError::TooLong));
-        assert_eq!(verify_app_jwt(&jwt(DEFAULT_APP_ID, now - 700, now - 100, DEFAULT_APP_PRIVATE_KEY), &apps, now), Err(JwtError::Expired));
-        assert_eq!(verify_app_jwt(&jwt(DEFAULT_APP_ID, now + 300, now + 500, DEFAULT_APP_PRIVATE_KEY), &apps, now), Err(JwtError::IssuedInFuture));
+        assert_eq!(
+            verify_app_jwt(&jwt("999", now, now + 60, DEFAULT_APP_PRIVATE_KEY), &apps, now),
+            Err(JwtError::UnknownIssuer)
+        );
+        assert_eq!(
+            verify_app_jwt(
+                &jwt(DEFAULT_APP_ID, now - 60, now + 900, DEFAULT_APP_PRIVATE_KEY),
+                &apps,
+                now
+            ),
+            Err(JwtError::TooLong)
+        );
+        assert_eq!(
+            verify_app_jwt(
+                &jwt(DEFAULT_APP_ID, now - 700, now - 100, DEFAULT_APP_PRIVATE_KEY),
+                &apps,
+                now
+            ),
+            Err(JwtError::Expired)
+        );
+        assert_eq!(
+            verify_app_jwt(
+                &jwt(DEFAULT_APP_ID, now + 300, now + 500, DEFAULT_APP_PRIVATE_KEY),
+                &apps,
+                now
+            ),
+            Err(JwtError::IssuedInFuture)
+        );
         assert_eq!(verify_app_jwt("not.a.jwt", &apps, now), Err(JwtError::Malformed));
         // Signed with another key.
-        let other = std::process::Command::new("openssl").args(["genrsa", "-traditional", "2048"]).output().unwrap();
-        let forged = jwt(DEFAULT_APP_ID, now - 60, now + 480, std::str::from_utf8(&other.stdout).unwrap());
+        let other = std::process::Command::new("openssl")
+            .args(["genrsa", "-traditional", "2048"])
+            .output()
+            .unwrap();
+        let forged = jwt(
+            DEFAULT_APP_ID,
+            now - 60,
+            now + 480,
+            std::str::from_utf8(&other.stdout).unwrap(),
+        );
         assert_eq!(verify_app_jwt(&forged, &apps, now), Err(JwtError::Signature));
     }
 }

@@ -183,7 +183,9 @@ pub async fn run(cli: Cli) -> i32 {
 
 fn init_tracing(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("RARC_LOG").unwrap_or_else(|_| "info".into());
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if json {
         builder.json().init();
     } else {
@@ -197,7 +199,11 @@ async fn serve(args: ServeArgs) -> Result<()> {
         settings: args.settings,
         seed: args.seed,
         addr: args.addr,
-        pats: if args.pats.is_empty() { SimOptions::default().pats } else { args.pats },
+        pats: if args.pats.is_empty() {
+            SimOptions::default().pats
+        } else {
+            args.pats
+        },
         tls: args.tls,
         session_ttl: std::time::Duration::from_secs(args.session_ttl_secs),
         ..SimOptions::default()
@@ -207,7 +213,8 @@ async fn serve(args: ServeArgs) -> Result<()> {
         std::fs::write(&args.ca_file, ca).with_context(|| format!("cannot write {}", args.ca_file.display()))?;
     }
     if let Some(path) = &args.env_file {
-        std::fs::write(path, format!("RARC_SIM_URL={}\n", server.url)).with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(path, format!("RARC_SIM_URL={}\n", server.url))
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     println!("rarc-sim listening on {}", server.url);
     println!("config URL for org `my-org`: {}", server.config_url("my-org"));
@@ -222,7 +229,9 @@ async fn serve(args: ServeArgs) -> Result<()> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else { return };
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        return;
+    };
     tokio::select! {
         _ = term.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
@@ -251,13 +260,27 @@ async fn answer(resp: reqwest::Response) -> Result<serde_json::Value> {
 
 async fn get(remote: &Remote, path: &str) -> Result<serde_json::Value> {
     let url = format!("{}{path}", remote.url.trim_end_matches('/'));
-    let resp = client().get(&url).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let resp = client()
+        .get(&url)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
     answer(resp).await
 }
 
-async fn send(remote: &Remote, method: reqwest::Method, path: &str, body: serde_json::Value) -> Result<serde_json::Value> {
+async fn send(
+    remote: &Remote,
+    method: reqwest::Method,
+    path: &str,
+    body: serde_json::Value,
+) -> Result<serde_json::Value> {
     let url = format!("{}{path}", remote.url.trim_end_matches('/'));
-    let resp = client().request(method, &url).json(&body).send().await.with_context(|| format!("cannot reach {url}"))?;
+    let resp = client()
+        .request(method, &url)
+        .json(&body)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
     answer(resp).await
 }
 
@@ -274,7 +297,8 @@ async fn jobs(cmd: JobsCommand) -> Result<()> {
         JobsCommand::Queue(a) => {
             let mut spec: serde_json::Value = match &a.spec {
                 Some(path) => {
-                    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
                     serde_json::from_str(&text).with_context(|| format!("{} is not a JSON job spec", path.display()))?
                 }
                 None => serde_json::json!({}),
@@ -283,7 +307,8 @@ async fn jobs(cmd: JobsCommand) -> Result<()> {
                 let steps: Vec<_> = a.runs.iter().map(|r| serde_json::json!({ "run": r })).collect();
                 spec["steps"] = serde_json::Value::Array(steps);
             }
-            let mut body = serde_json::json!({ "count": a.count, "labels": a.labels, "repository": a.repository, "spec": spec });
+            let mut body =
+                serde_json::json!({ "count": a.count, "labels": a.labels, "repository": a.repository, "spec": spec });
             if let Some(ms) = a.duration_ms {
                 body["durationMs"] = ms.into();
             }
@@ -296,7 +321,12 @@ async fn jobs(cmd: JobsCommand) -> Result<()> {
             };
             print(get(&remote, &path).await)
         }
-        JobsCommand::Wait { remote, state, count, timeout_ms } => {
+        JobsCommand::Wait {
+            remote,
+            state,
+            count,
+            timeout_ms,
+        } => {
             let mut path = format!("/_sim/jobs/wait?state={state}&timeoutMs={timeout_ms}");
             if let Some(c) = count {
                 path.push_str(&format!("&count={c}"));
@@ -323,10 +353,26 @@ async fn faults(cmd: FaultsCommand) -> Result<()> {
             print(send(&remote, reqwest::Method::POST, "/_sim/faults", rule).await)
         }
         FaultsCommand::List(remote) => print(get(&remote, "/_sim/faults").await),
-        FaultsCommand::Clear(remote) => print(send(&remote, reqwest::Method::DELETE, "/_sim/faults", serde_json::Value::Null).await),
+        FaultsCommand::Clear(remote) => print(
+            send(
+                &remote,
+                reqwest::Method::DELETE,
+                "/_sim/faults",
+                serde_json::Value::Null,
+            )
+            .await,
+        ),
     }
 }
 
 async fn expire(a: ExpireArgs) -> Result<()> {
-    print(send(&a.remote, reqwest::Method::POST, "/_sim/tokens/expire", serde_json::json!({ "admin": a.admin, "mq": a.mq })).await)
+    print(
+        send(
+            &a.remote,
+            reqwest::Method::POST,
+            "/_sim/tokens/expire",
+            serde_json::json!({ "admin": a.admin, "mq": a.mq }),
+        )
+        .await,
+    )
 }

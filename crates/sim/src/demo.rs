@@ -49,13 +49,21 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     ensure!(args.jobs > 0, "--jobs must be at least 1");
-    ensure!(args.max_runners >= args.min_runners && args.min_runners >= 0, "--max-runners must be >= --min-runners >= 0");
+    ensure!(
+        args.max_runners >= args.min_runners && args.min_runners >= 0,
+        "--max-runners must be >= --min-runners >= 0"
+    );
     let settings = SimSettings {
         long_poll_ms: 1_000,
         mode: if args.offer { JobMode::Offer } else { JobMode::Assign },
         ..SimSettings::default()
     };
-    let server = SimServer::start(SimOptions { settings, ..SimOptions::default() }).await.context("starting rarc-sim")?;
+    let server = SimServer::start(SimOptions {
+        settings,
+        ..SimOptions::default()
+    })
+    .await
+    .context("starting rarc-sim")?;
     println!("rarc-sim listening on {}", server.url);
     let mut cfg = ClientConfig::new(server.config_url("my-org"), Credentials::Pat(Secret::new(DEFAULT_PAT)));
     cfg.proxy = ProxyEnv::default();
@@ -65,7 +73,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             name: "rarc-demo".into(),
             runner_group_id: 1,
             labels: vec![Label::system("rarc-demo")],
-            runner_setting: RunnerSetting { disable_update: Some(true), ..Default::default() },
+            runner_setting: RunnerSetting {
+                disable_update: Some(true),
+                ..Default::default()
+            },
             ..Default::default()
         })
         .await?;
@@ -81,13 +92,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             display_name: "build".into(),
             duration_ms: Some(args.duration_ms),
             spec: rarc_sim::job::JobSpec {
-                steps: vec![rarc_sim::job::StepSpec { name: "hello".into(), run: Some("echo hello from $RUNNER_NAME".into()), ..Default::default() }],
+                steps: vec![rarc_sim::job::StepSpec {
+                    name: "hello".into(),
+                    run: Some("echo hello from $RUNNER_NAME".into()),
+                    ..Default::default()
+                }],
                 ..Default::default()
             },
             ..Default::default()
         })
     })?;
-    println!("queued {} jobs (runs-on: rarc-demo), maxRunners {}, minRunners {}", queued.len(), args.max_runners, args.min_runners);
+    println!(
+        "queued {} jobs (runs-on: rarc-demo), maxRunners {}, minRunners {}",
+        queued.len(),
+        args.max_runners,
+        args.min_runners
+    );
 
     let start = Instant::now();
     let deadline = start + Duration::from_secs(args.timeout_secs);
@@ -141,7 +161,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             runner_seq += 1;
             let name = format!("rarc-demo-runner-{runner_seq}");
             let jit = client
-                .generate_jit_runner_config(set.id, &JitConfigRequest { name: name.clone(), work_folder: String::new() })
+                .generate_jit_runner_config(
+                    set.id,
+                    &JitConfigRequest {
+                        name: name.clone(),
+                        work_folder: String::new(),
+                    },
+                )
                 .await?;
             let root = workdir.join(&name);
             std::fs::create_dir_all(&root)?;
@@ -153,11 +179,17 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 ..RunnerArgs::default()
             };
             let token = stop.child_token();
-            runners.spawn(async move { rarc_sim::runner::exit_code(&rarc_sim::runner::run_until(runner_args, token).await) });
+            runners.spawn(async move {
+                rarc_sim::runner::exit_code(&rarc_sim::runner::run_until(runner_args, token).await)
+            });
         }
         peak = peak.max(runners.len());
         let (done, registered) = server.sim.with_state(|s| {
-            let done = s.jobs().iter().filter(|j| matches!(j.state, JobState::Completed | JobState::Lost)).count();
+            let done = s
+                .jobs()
+                .iter()
+                .filter(|j| matches!(j.state, JobState::Completed | JobState::Lost))
+                .count();
             (done, s.statistics(set.id).total_registered_runners)
         });
         if done == queued.len() && registered <= args.min_runners && runners.len() as i64 <= args.min_runners {
@@ -174,21 +206,48 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let ran_twice = jobs.iter().filter(|j| j.runs > 1).count();
     let mut latency: Vec<f64> = jobs
         .iter()
-        .filter_map(|j| j.runner_assign_time.map(|t| (t - j.queue_time).as_seconds_f64() * 1000.0))
+        .filter_map(|j| {
+            j.runner_assign_time
+                .map(|t| (t - j.queue_time).as_seconds_f64() * 1000.0)
+        })
         .collect();
     latency.sort_by(f64::total_cmp);
     round_trips.sort_by(f64::total_cmp);
     let calls = server.sim.calls();
     println!();
     println!("summary");
-    println!("  jobs:                 {} queued, {succeeded} succeeded, {} run more than once", jobs.len(), ran_twice);
+    println!(
+        "  jobs:                 {} queued, {succeeded} succeeded, {} run more than once",
+        jobs.len(),
+        ran_twice
+    );
     println!("  runners:              {runner_seq} started, peak {peak} at once, {failures} exited non-zero");
-    println!("  runner start latency: p50 {:.0} ms, p99 {:.0} ms (job queued → taken by a runner)", percentile(&latency, 50.0), percentile(&latency, 99.0));
-    println!("  message round trips:  {} (poll → ack → acquire), p50 {:.1} ms, p99 {:.1} ms", round_trips.len(), percentile(&round_trips, 50.0), percentile(&round_trips, 99.0));
-    println!("  service calls:        {} in {:.1} s", calls.len(), elapsed.as_secs_f64());
-    println!("  scaled back to:       {} registered runners (minRunners {})", server.sim.with_state(|s| s.statistics(set.id).total_registered_runners), args.min_runners);
+    println!(
+        "  runner start latency: p50 {:.0} ms, p99 {:.0} ms (job queued → taken by a runner)",
+        percentile(&latency, 50.0),
+        percentile(&latency, 99.0)
+    );
+    println!(
+        "  message round trips:  {} (poll → ack → acquire), p50 {:.1} ms, p99 {:.1} ms",
+        round_trips.len(),
+        percentile(&round_trips, 50.0),
+        percentile(&round_trips, 99.0)
+    );
+    println!(
+        "  service calls:        {} in {:.1} s",
+        calls.len(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "  scaled back to:       {} registered runners (minRunners {})",
+        server.sim.with_state(|s| s.statistics(set.id).total_registered_runners),
+        args.min_runners
+    );
     let _ = std::fs::remove_dir_all(&workdir);
     server.stop().await;
-    ensure!(succeeded == jobs.len() && ran_twice == 0 && failures == 0, "not every job succeeded exactly once");
+    ensure!(
+        succeeded == jobs.len() && ran_twice == 0 && failures == 0,
+        "not every job succeeded exactly once"
+    );
     Ok(())
 }

@@ -10,7 +10,11 @@ use rarc_actions::types::ExceptionBody;
 pub enum ApiError {
     /// An Actions-service .NET exception: `{"typeName":…,"message":…}`.
     #[error("{status} {type_name}: {message}")]
-    Exception { status: StatusCode, type_name: String, message: String },
+    Exception {
+        status: StatusCode,
+        type_name: String,
+        message: String,
+    },
     /// A GitHub REST API error: `{"message":…,"documentation_url":…}`.
     #[error("{status}: {message}")]
     GitHub { status: StatusCode, message: String },
@@ -21,19 +25,32 @@ pub enum ApiError {
 
 impl ApiError {
     pub fn exception(status: StatusCode, type_name: &str, message: impl Into<String>) -> Self {
-        Self::Exception { status, type_name: type_name.to_owned(), message: message.into() }
+        Self::Exception {
+            status,
+            type_name: type_name.to_owned(),
+            message: message.into(),
+        }
     }
 
     pub fn github(status: StatusCode, message: impl Into<String>) -> Self {
-        Self::GitHub { status, message: message.into() }
+        Self::GitHub {
+            status,
+            message: message.into(),
+        }
     }
 
     pub fn control(message: impl Into<String>) -> Self {
-        Self::Control { status: StatusCode::BAD_REQUEST, message: message.into() }
+        Self::Control {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
     }
 
     pub fn control_not_found(message: impl Into<String>) -> Self {
-        Self::Control { status: StatusCode::NOT_FOUND, message: message.into() }
+        Self::Control {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
     }
 
     /// 401 of the Actions service for a missing, unknown or expired token.
@@ -57,10 +74,16 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         match self {
-            ApiError::Exception { status, type_name, message } => {
+            ApiError::Exception {
+                status,
+                type_name,
+                message,
+            } => {
                 let mut resp = (status, Json(ExceptionBody::new(&type_name, message))).into_response();
-                resp.headers_mut()
-                    .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json; charset=utf-8"));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json; charset=utf-8"),
+                );
                 resp
             }
             ApiError::GitHub { status, message } => (
@@ -72,7 +95,9 @@ impl IntoResponse for ApiError {
                 })),
             )
                 .into_response(),
-            ApiError::Control { status, message } => (status, Json(serde_json::json!({ "error": message }))).into_response(),
+            ApiError::Control { status, message } => {
+                (status, Json(serde_json::json!({ "error": message }))).into_response()
+            }
         }
     }
 }

@@ -68,7 +68,10 @@ impl FaultRule {
             return Err("field `path`: a non-empty path substring is required".into());
         }
         if let Some(m) = &self.method
-            && !matches!(m.to_ascii_uppercase().as_str(), "GET" | "POST" | "PATCH" | "PUT" | "DELETE")
+            && !matches!(
+                m.to_ascii_uppercase().as_str(),
+                "GET" | "POST" | "PATCH" | "PUT" | "DELETE"
+            )
         {
             return Err(format!("field `method`: `{m}` is not an HTTP method"));
         }
@@ -150,9 +153,15 @@ mod tests {
     #[test]
     fn skip_then_times_then_retire() {
         let mut f = Faults::default();
-        f.add(rule(r#"{"path":"/acquirejobs","kind":"status","status":503,"skip":1,"times":2}"#)).unwrap();
+        f.add(rule(
+            r#"{"path":"/acquirejobs","kind":"status","status":503,"skip":1,"times":2}"#,
+        ))
+        .unwrap();
         assert_eq!(f.take("POST", "/t/_apis/x/acquirejobs"), None);
-        assert!(matches!(f.take("POST", "/t/_apis/x/acquirejobs"), Some(FaultKind::Status { status: 503, .. })));
+        assert!(matches!(
+            f.take("POST", "/t/_apis/x/acquirejobs"),
+            Some(FaultKind::Status { status: 503, .. })
+        ));
         assert!(f.take("POST", "/t/_apis/x/acquirejobs").is_some());
         assert_eq!(f.take("POST", "/t/_apis/x/acquirejobs"), None);
         assert!(f.list().is_empty());
@@ -164,9 +173,25 @@ mod tests {
         f.add(rule(r#"{"path":"/m","method":"DELETE","kind":"hang"}"#)).unwrap();
         assert_eq!(f.take("GET", "/m"), None);
         assert_eq!(f.take("DELETE", "/m"), Some(FaultKind::Hang));
-        assert!(f.add(rule(r#"{"path":"","kind":"hang"}"#)).unwrap_err().contains("`path`"));
-        assert!(f.add(rule(r#"{"path":"/x","kind":"status","status":42}"#)).unwrap_err().contains("`status`"));
-        assert!(f.add(rule(r#"{"path":"/x","kind":"hang","method":"FETCH"}"#)).unwrap_err().contains("`method`"));
-        assert!(f.add(rule(r#"{"path":"/x","kind":"hang","times":0}"#)).unwrap_err().contains("`times`"));
+        assert!(
+            f.add(rule(r#"{"path":"","kind":"hang"}"#))
+                .unwrap_err()
+                .contains("`path`")
+        );
+        assert!(
+            f.add(rule(r#"{"path":"/x","kind":"status","status":42}"#))
+                .unwrap_err()
+                .contains("`status`")
+        );
+        assert!(
+            f.add(rule(r#"{"path":"/x","kind":"hang","method":"FETCH"}"#))
+                .unwrap_err()
+                .contains("`method`")
+        );
+        assert!(
+            f.add(rule(r#"{"path":"/x","kind":"hang","times":0}"#))
+                .unwrap_err()
+                .contains("`times`")
+        );
     }
 }

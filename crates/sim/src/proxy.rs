@@ -62,7 +62,11 @@ impl Drop for RecordingProxy {
     }
 }
 
-async fn handle(conn: TcpStream, seen: Arc<Mutex<Vec<ProxiedRequest>>>, required: Option<String>) -> std::io::Result<()> {
+async fn handle(
+    conn: TcpStream,
+    seen: Arc<Mutex<Vec<ProxiedRequest>>>,
+    required: Option<String>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::new(conn);
     let mut request_line = String::new();
     reader.read_line(&mut request_line).await?;
@@ -90,7 +94,10 @@ async fn handle(conn: TcpStream, seen: Arc<Mutex<Vec<ProxiedRequest>>>, required
         headers.push(line);
     }
     if let Ok(mut s) = seen.lock() {
-        s.push(ProxiedRequest { request_line: request_line.clone(), proxy_authorization: auth.clone() });
+        s.push(ProxiedRequest {
+            request_line: request_line.clone(),
+            proxy_authorization: auth.clone(),
+        });
     }
     let mut conn = reader;
     if required.is_some() && auth != required {
@@ -103,7 +110,9 @@ async fn handle(conn: TcpStream, seen: Arc<Mutex<Vec<ProxiedRequest>>>, required
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     if method.eq_ignore_ascii_case("CONNECT") {
         let mut upstream = TcpStream::connect(loopback_only(target)?).await?;
-        conn.get_mut().write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await?;
+        conn.get_mut()
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await?;
         let buffered = conn.buffer().to_vec();
         upstream.write_all(&buffered).await?;
         let mut client = conn.into_inner();
@@ -112,7 +121,11 @@ async fn handle(conn: TcpStream, seen: Arc<Mutex<Vec<ProxiedRequest>>>, required
     }
     // Absolute-form request: forward once, with `Connection: close`.
     let url = url::Url::parse(target).map_err(std::io::Error::other)?;
-    let host = format!("{}:{}", url.host_str().unwrap_or_default(), url.port_or_known_default().unwrap_or(80));
+    let host = format!(
+        "{}:{}",
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(80)
+    );
     let mut upstream = TcpStream::connect(loopback_only(&host)?).await?;
     let path = match url.query() {
         Some(q) => format!("{}?{q}", url.path()),
@@ -120,7 +133,10 @@ async fn handle(conn: TcpStream, seen: Arc<Mutex<Vec<ProxiedRequest>>>, required
     };
     let version = parts.next().unwrap_or("HTTP/1.1");
     let mut head = format!("{method} {path} {version}\r\n");
-    for h in headers.iter().filter(|h| !h.to_ascii_lowercase().starts_with("connection:")) {
+    for h in headers
+        .iter()
+        .filter(|h| !h.to_ascii_lowercase().starts_with("connection:"))
+    {
         head.push_str(h);
     }
     head.push_str("Connection: close\r\n\r\n");

@@ -77,9 +77,15 @@ impl JitConfig {
     pub fn encode(&self) -> Secret {
         let mut data = BTreeMap::new();
         data.insert("clientId".to_owned(), uuid::Uuid::new_v4().to_string());
-        data.insert("authorizationUrl".to_owned(), format!("{}_apis/oauth2/token", self.settings.server_url));
+        data.insert(
+            "authorizationUrl".to_owned(),
+            format!("{}_apis/oauth2/token", self.settings.server_url),
+        );
         data.insert("token".to_owned(), self.token.expose().to_owned());
-        let creds = RunnerCredentials { scheme: "OAuth".into(), data };
+        let creds = RunnerCredentials {
+            scheme: "OAuth".into(),
+            data,
+        };
         let rsa = serde_json::json!({ "d": "", "dp": "", "dq": "", "exponent": "AQAB", "inverseQ": "", "modulus": "", "p": "", "q": "" });
         let file = |v: serde_json::Value| B64.encode(v.to_string());
         let outer = serde_json::json!({
@@ -103,8 +109,15 @@ impl JitConfig {
             serde_json::from_slice(&read(".runner")?).map_err(|e| JitConfigError::Json(e.to_string()))?;
         let creds: RunnerCredentials =
             serde_json::from_slice(&read(".credentials")?).map_err(|e| JitConfigError::Json(e.to_string()))?;
-        let token = creds.data.get("token").cloned().ok_or(JitConfigError::Missing(".credentials data.token"))?;
-        Ok(Self { settings, token: Secret::new(token) })
+        let token = creds
+            .data
+            .get("token")
+            .cloned()
+            .ok_or(JitConfigError::Missing(".credentials data.token"))?;
+        Ok(Self {
+            settings,
+            token: Secret::new(token),
+        })
     }
 }
 
@@ -193,7 +206,13 @@ mod tests {
         let enc = cfg.encode();
         assert_eq!(JitConfig::decode(enc.expose()).unwrap(), cfg);
         assert!(matches!(JitConfig::decode("***"), Err(JitConfigError::Base64)));
-        assert!(matches!(JitConfig::decode(&B64.encode("[]")), Err(JitConfigError::Json(_))));
-        assert!(matches!(JitConfig::decode(&B64.encode("{}")), Err(JitConfigError::Missing(".runner"))));
+        assert!(matches!(
+            JitConfig::decode(&B64.encode("[]")),
+            Err(JitConfigError::Json(_))
+        ));
+        assert!(matches!(
+            JitConfig::decode(&B64.encode("{}")),
+            Err(JitConfigError::Missing(".runner"))
+        ));
     }
 }

@@ -13,8 +13,8 @@ use rand::{Rng, SeedableRng};
 use rarc_actions::Secret;
 use rarc_actions::types::{
     JitRunnerConfig, JobAssigned, JobAvailable, JobCompleted, JobMessage, JobMessageBase, JobStarted, Label,
-    RunnerGroup, RunnerReference, RunnerScaleSet, RunnerScaleSetMessage, RunnerScaleSetSession, Statistics,
-    MESSAGE_TYPE_JOB_MESSAGES,
+    MESSAGE_TYPE_JOB_MESSAGES, RunnerGroup, RunnerReference, RunnerScaleSet, RunnerScaleSetMessage,
+    RunnerScaleSetSession, Statistics,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -306,7 +306,12 @@ impl State {
             installation_tokens: HashMap::new(),
             registration_tokens: HashMap::new(),
             admin_tokens: HashMap::new(),
-            runner_groups: vec![RunnerGroup { id: 1, name: "Default".into(), size: 0, is_default_group: true }],
+            runner_groups: vec![RunnerGroup {
+                id: 1,
+                name: "Default".into(),
+                size: 0,
+                is_default_group: true,
+            }],
             scale_sets: BTreeMap::new(),
             next_scale_set_id: 1,
             sessions: HashMap::new(),
@@ -328,7 +333,9 @@ impl State {
 
     fn random_token(&mut self, prefix: &str, len: usize) -> String {
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-        let body: String = (0..len).map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char).collect();
+        let body: String = (0..len)
+            .map(|_| ALPHABET[self.rng.random_range(0..ALPHABET.len())] as char)
+            .collect();
         format!("{prefix}{body}")
     }
 
@@ -340,14 +347,20 @@ impl State {
 
     pub fn issue_installation_token(&mut self, installation_id: i64) -> (String, OffsetDateTime) {
         let token = self.random_token("ghs_", 36);
-        self.installation_tokens.insert(token.clone(), (installation_id, Instant::now() + Duration::from_secs(3600)));
+        self.installation_tokens.insert(
+            token.clone(),
+            (installation_id, Instant::now() + Duration::from_secs(3600)),
+        );
         (token, now() + time::Duration::hours(1))
     }
 
     /// Registration tokens remember the scope path they were issued for (lower-case, e.g. `my-org`).
     pub fn issue_registration_token(&mut self, scope: &str) -> (String, OffsetDateTime) {
         let token = self.random_token("", 29).to_uppercase();
-        self.registration_tokens.insert(token.clone(), (scope.to_lowercase(), Instant::now() + Duration::from_secs(3600)));
+        self.registration_tokens.insert(
+            token.clone(),
+            (scope.to_lowercase(), Instant::now() + Duration::from_secs(3600)),
+        );
         (token, now() + time::Duration::hours(1))
     }
 
@@ -380,7 +393,11 @@ impl State {
             return TokenOwner::Pat;
         }
         if let Some((id, exp)) = self.installation_tokens.get(token) {
-            return if *exp > now { TokenOwner::Installation(*id) } else { TokenOwner::Unknown };
+            return if *exp > now {
+                TokenOwner::Installation(*id)
+            } else {
+                TokenOwner::Unknown
+            };
         }
         if self.registration_tokens.get(token).is_some_and(|(_, exp)| *exp > now) {
             return TokenOwner::Registration;
@@ -390,7 +407,10 @@ impl State {
         }
         if let Some(s) = self.sessions.values().find(|s| s.mq_token == token) {
             return if s.mq_expires > now {
-                TokenOwner::Mq { session_id: s.id.clone(), scale_set_id: s.scale_set_id }
+                TokenOwner::Mq {
+                    session_id: s.id.clone(),
+                    scale_set_id: s.scale_set_id,
+                }
             } else {
                 TokenOwner::Unknown
             };
@@ -404,7 +424,11 @@ impl State {
     // ---- runner groups and scale sets -----------------------------------------------------------
 
     pub fn runner_group_by_name(&self, name: &str) -> Vec<RunnerGroup> {
-        self.runner_groups.iter().filter(|g| g.name.eq_ignore_ascii_case(name)).cloned().collect()
+        self.runner_groups
+            .iter()
+            .filter(|g| g.name.eq_ignore_ascii_case(name))
+            .cloned()
+            .collect()
     }
 
     pub fn add_runner_group(&mut self, name: &str) -> RunnerGroup {
@@ -412,7 +436,12 @@ impl State {
             return g.clone();
         }
         let id = self.runner_groups.iter().map(|g| g.id).max().unwrap_or(0) + 1;
-        let group = RunnerGroup { id, name: name.to_owned(), size: 0, is_default_group: false };
+        let group = RunnerGroup {
+            id,
+            name: name.to_owned(),
+            size: 0,
+            is_default_group: false,
+        };
         self.runner_groups.push(group.clone());
         group
     }
@@ -460,8 +489,15 @@ impl State {
             if l.name.is_empty() || out.iter().any(|o| o.name.eq_ignore_ascii_case(&l.name)) {
                 continue;
             }
-            let kind = if l.kind.is_empty() { "System".to_owned() } else { l.kind.clone() };
-            out.push(Label { kind, name: l.name.clone() });
+            let kind = if l.kind.is_empty() {
+                "System".to_owned()
+            } else {
+                l.kind.clone()
+            };
+            out.push(Label {
+                kind,
+                name: l.name.clone(),
+            });
         }
         if out.is_empty() {
             out.push(Label::system(name));
@@ -471,15 +507,30 @@ impl State {
 
     pub fn create_scale_set(&mut self, req: RunnerScaleSet) -> Result<RunnerScaleSet, ApiError> {
         if req.name.trim().is_empty() {
-            return Err(ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, "Value cannot be null. (Parameter 'name')"));
+            return Err(ApiError::exception(
+                StatusCode::BAD_REQUEST,
+                exc::ARGUMENT,
+                "Value cannot be null. (Parameter 'name')",
+            ));
         }
-        let group_id = if req.runner_group_id == 0 { 1 } else { req.runner_group_id };
+        let group_id = if req.runner_group_id == 0 {
+            1
+        } else {
+            req.runner_group_id
+        };
         let group_name = self.check_group(group_id)?;
-        if self.scale_sets.values().any(|s| s.set.name.eq_ignore_ascii_case(&req.name) && s.set.runner_group_id == group_id) {
+        if self
+            .scale_sets
+            .values()
+            .any(|s| s.set.name.eq_ignore_ascii_case(&req.name) && s.set.runner_group_id == group_id)
+        {
             return Err(ApiError::exception(
                 StatusCode::CONFLICT,
                 exc::SCALE_SET_EXISTS,
-                format!("A runner scale set named '{}' already exists in runner group {group_id}.", req.name),
+                format!(
+                    "A runner scale set named '{}' already exists in runner group {group_id}.",
+                    req.name
+                ),
             ));
         }
         let id = self.next_scale_set_id;
@@ -492,13 +543,21 @@ impl State {
             labels: Self::normalise_labels(&req.name, &req.labels),
             runner_setting: req.runner_setting.clone(),
             created_on: Some(now()),
-            runner_jit_config_url: format!("{}_apis/runtime/runnerscalesets/{id}/generatejitconfig", self.actions_base()),
+            runner_jit_config_url: format!(
+                "{}_apis/runtime/runnerscalesets/{id}/generatejitconfig",
+                self.actions_base()
+            ),
             statistics: None,
         };
         let (changes, _) = watch::channel(0);
         self.scale_sets.insert(
             id,
-            ScaleSet { set: set.clone(), messages: BTreeMap::new(), next_message_id: self.settings.first_message_id, changes },
+            ScaleSet {
+                set: set.clone(),
+                messages: BTreeMap::new(),
+                next_message_id: self.settings.first_message_id,
+                changes,
+            },
         );
         self.place_queued_jobs();
         Ok(self.with_stats(&set))
@@ -532,7 +591,11 @@ impl State {
         if !self.scale_sets.contains_key(&id) {
             return Err(not_found_scale_set(id));
         }
-        if self.jobs.values().any(|j| j.state == JobState::Running && j.scale_set_id == Some(id)) {
+        if self
+            .jobs
+            .values()
+            .any(|j| j.state == JobState::Running && j.scale_set_id == Some(id))
+        {
             return Err(ApiError::exception(
                 StatusCode::BAD_REQUEST,
                 exc::SCALE_SET_IN_USE,
@@ -582,14 +645,26 @@ impl State {
     // ---- messages -------------------------------------------------------------------------------
 
     fn push_message(&mut self, scale_set_id: i64, msg: JobMessage) {
-        let Some(s) = self.scale_sets.get_mut(&scale_set_id) else { return };
-        let open = s.messages.iter_mut().next_back().filter(|(_, m)| !m.delivered && m.jobs.len() < MAX_BATCH);
+        let Some(s) = self.scale_sets.get_mut(&scale_set_id) else {
+            return;
+        };
+        let open = s
+            .messages
+            .iter_mut()
+            .next_back()
+            .filter(|(_, m)| !m.delivered && m.jobs.len() < MAX_BATCH);
         match open {
             Some((_, m)) => m.jobs.push(msg),
             None => {
                 let id = s.next_message_id;
                 s.next_message_id += 1;
-                s.messages.insert(id, QueuedMessage { jobs: vec![msg], delivered: false });
+                s.messages.insert(
+                    id,
+                    QueuedMessage {
+                        jobs: vec![msg],
+                        delivered: false,
+                    },
+                );
             }
         }
         bump(&s.changes);
@@ -615,9 +690,16 @@ impl State {
     }
 
     pub fn delete_message(&mut self, scale_set_id: i64, message_id: i64) -> Result<(), ApiError> {
-        let s = self.scale_sets.get_mut(&scale_set_id).ok_or_else(|| not_found_scale_set(scale_set_id))?;
+        let s = self
+            .scale_sets
+            .get_mut(&scale_set_id)
+            .ok_or_else(|| not_found_scale_set(scale_set_id))?;
         s.messages.remove(&message_id).map(|_| ()).ok_or_else(|| {
-            ApiError::exception(StatusCode::NOT_FOUND, exc::MESSAGE_NOT_FOUND, format!("Message {message_id} was not found."))
+            ApiError::exception(
+                StatusCode::NOT_FOUND,
+                exc::MESSAGE_NOT_FOUND,
+                format!("Message {message_id} was not found."),
+            )
         })
     }
 
@@ -650,7 +732,12 @@ impl State {
 
     /// Opens the one session of a scale set; 409 while another session is alive. A session nobody
     /// polled for `session_ttl` has expired and no longer conflicts.
-    pub fn create_session(&mut self, scale_set_id: i64, owner: &str, session_ttl: Duration) -> Result<RunnerScaleSetSession, ApiError> {
+    pub fn create_session(
+        &mut self,
+        scale_set_id: i64,
+        owner: &str,
+        session_ttl: Duration,
+    ) -> Result<RunnerScaleSetSession, ApiError> {
         if !self.scale_sets.contains_key(&scale_set_id) {
             return Err(not_found_scale_set(scale_set_id));
         }
@@ -664,7 +751,11 @@ impl State {
             self.sessions.remove(&id);
         }
         if self.sessions.values().any(|s| s.scale_set_id == scale_set_id) {
-            let name = self.scale_sets.get(&scale_set_id).map(|s| s.set.name.clone()).unwrap_or_default();
+            let name = self
+                .scale_sets
+                .get(&scale_set_id)
+                .map(|s| s.set.name.clone())
+                .unwrap_or_default();
             return Err(ApiError::exception(
                 StatusCode::CONFLICT,
                 exc::SESSION_CONFLICT,
@@ -688,7 +779,9 @@ impl State {
     }
 
     fn session_mut(&mut self, scale_set_id: i64, session_id: &str) -> Option<&mut Session> {
-        self.sessions.get_mut(session_id).filter(|s| s.scale_set_id == scale_set_id)
+        self.sessions
+            .get_mut(session_id)
+            .filter(|s| s.scale_set_id == scale_set_id)
     }
 
     pub fn refresh_session(&mut self, scale_set_id: i64, session_id: &str) -> Result<RunnerScaleSetSession, ApiError> {
@@ -736,7 +829,11 @@ impl State {
         let mut out: Vec<SessionView> = self
             .sessions
             .values()
-            .map(|s| SessionView { session_id: s.id.clone(), scale_set_id: s.scale_set_id, owner_name: s.owner.clone() })
+            .map(|s| SessionView {
+                session_id: s.id.clone(),
+                scale_set_id: s.scale_set_id,
+                owner_name: s.owner.clone(),
+            })
             .collect();
         out.sort_by_key(|s| s.scale_set_id);
         out
@@ -752,21 +849,35 @@ impl State {
             return Err(ApiError::control("field `count`: at most 100000 jobs per request"));
         }
         if req.labels.is_empty() || req.labels.iter().any(|l| l.trim().is_empty()) {
-            return Err(ApiError::control("field `labels`: at least one non-empty runs-on label is required"));
+            return Err(ApiError::control(
+                "field `labels`: at least one non-empty runs-on label is required",
+            ));
         }
-        let repository = if req.repository.is_empty() { "my-org/my-repo" } else { req.repository.as_str() };
-        let Some((owner, repo)) = repository.split_once('/').filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
+        let repository = if req.repository.is_empty() {
+            "my-org/my-repo"
+        } else {
+            req.repository.as_str()
+        };
+        let Some((owner, repo)) = repository
+            .split_once('/')
+            .filter(|(o, r)| !o.is_empty() && !r.is_empty() && !r.contains('/'))
         else {
-            return Err(ApiError::control(format!("field `repository`: expected `owner/repo`, got `{repository}`")));
+            return Err(ApiError::control(format!(
+                "field `repository`: expected `owner/repo`, got `{repository}`"
+            )));
         };
         for (i, step) in req.spec.steps.iter().enumerate() {
             if step.run.is_some() == step.uses.is_some() {
-                return Err(ApiError::control(format!("field `spec.steps[{i}]`: exactly one of `run` or `uses` is required")));
+                return Err(ApiError::control(format!(
+                    "field `spec.steps[{i}]`: exactly one of `run` or `uses` is required"
+                )));
             }
             if let Some(uses) = &step.uses
                 && !uses.starts_with("docker://")
             {
-                return Err(ApiError::control(format!("field `spec.steps[{i}].uses`: only `docker://image` actions are simulated")));
+                return Err(ApiError::control(format!(
+                    "field `spec.steps[{i}].uses`: only `docker://image` actions are simulated"
+                )));
             }
         }
         let mut spec = req.spec.clone();
@@ -797,7 +908,11 @@ impl State {
                 } else {
                     req.workflow_ref.clone()
                 },
-                event_name: if req.event_name.is_empty() { "push".into() } else { req.event_name.clone() },
+                event_name: if req.event_name.is_empty() {
+                    "push".into()
+                } else {
+                    req.event_name.clone()
+                },
                 workflow_run_id: run_id,
                 labels: req.labels.clone(),
                 spec: spec.clone(),
@@ -827,7 +942,11 @@ impl State {
         let mut ids: Vec<i64> = self
             .scale_sets
             .values()
-            .filter(|s| labels.iter().all(|l| s.set.labels.iter().any(|sl| sl.name.eq_ignore_ascii_case(l))))
+            .filter(|s| {
+                labels
+                    .iter()
+                    .all(|l| s.set.labels.iter().any(|sl| sl.name.eq_ignore_ascii_case(l)))
+            })
             .map(|s| s.set.id)
             .collect();
         // Prefer scale sets whose listener is connected.
@@ -837,10 +956,16 @@ impl State {
 
     /// Assigns (or, in offer mode, offers) every queued job to the scale sets that match it.
     fn place_queued_jobs(&mut self) {
-        let queued: Vec<i64> =
-            self.jobs.values().filter(|j| j.state == JobState::Queued).map(|j| j.request_id).collect();
+        let queued: Vec<i64> = self
+            .jobs
+            .values()
+            .filter(|j| j.state == JobState::Queued)
+            .map(|j| j.request_id)
+            .collect();
         for id in queued {
-            let Some(labels) = self.jobs.get(&id).map(|j| j.labels.clone()) else { continue };
+            let Some(labels) = self.jobs.get(&id).map(|j| j.labels.clone()) else {
+                continue;
+            };
             let matches = self.matching_scale_sets(&labels);
             match self.settings.mode {
                 JobMode::Assign => {
@@ -872,7 +997,9 @@ impl State {
     }
 
     fn assign(&mut self, request_id: i64, scale_set_id: i64) {
-        let Some(job) = self.jobs.get_mut(&request_id) else { return };
+        let Some(job) = self.jobs.get_mut(&request_id) else {
+            return;
+        };
         job.state = JobState::Assigned;
         job.scale_set_id = Some(scale_set_id);
         job.offered_to.clear();
@@ -925,10 +1052,18 @@ impl State {
     pub fn summary(&self) -> Summary {
         let mut jobs = BTreeMap::new();
         for j in self.jobs.values() {
-            let key = serde_json::to_value(j.state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+            let key = serde_json::to_value(j.state)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
             *jobs.entry(key).or_insert(0) += 1;
         }
-        Summary { scale_sets: self.scale_sets.len(), sessions: self.sessions.len(), runners: self.runners.len(), jobs }
+        Summary {
+            scale_sets: self.scale_sets.len(),
+            sessions: self.sessions.len(),
+            runners: self.runners.len(),
+            jobs,
+        }
     }
 
     /// Time-driven rules: re-assign jobs no runner took, mark jobs lost whose runner went silent.
@@ -946,7 +1081,12 @@ impl State {
                 let Some(job) = self.jobs.get_mut(&id) else { continue };
                 let set = job.scale_set_id;
                 job.reassignments += 1;
-                let mut done = JobCompleted { base: job.base(), result: "canceled".into(), runner_id: 0, runner_name: String::new() };
+                let mut done = JobCompleted {
+                    base: job.base(),
+                    result: "canceled".into(),
+                    runner_id: 0,
+                    runner_name: String::new(),
+                };
                 done.base.runner_assign_time = None;
                 done.base.finish_time = Some(now());
                 if job.reassignments > MAX_REASSIGN {
@@ -983,12 +1123,21 @@ impl State {
 
     // ---- runners --------------------------------------------------------------------------------
 
-    pub fn generate_jit_config(&mut self, scale_set_id: i64, name: &str, work_folder: &str) -> Result<JitRunnerConfig, ApiError> {
+    pub fn generate_jit_config(
+        &mut self,
+        scale_set_id: i64,
+        name: &str,
+        work_folder: &str,
+    ) -> Result<JitRunnerConfig, ApiError> {
         if !self.scale_sets.contains_key(&scale_set_id) {
             return Err(not_found_scale_set(scale_set_id));
         }
         if name.trim().is_empty() {
-            return Err(ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, "Value cannot be null. (Parameter 'name')"));
+            return Err(ApiError::exception(
+                StatusCode::BAD_REQUEST,
+                exc::ARGUMENT,
+                "Value cannot be null. (Parameter 'name')",
+            ));
         }
         if self.runners.values().any(|r| r.name.eq_ignore_ascii_case(name)) {
             return Err(ApiError::exception(
@@ -1008,7 +1157,11 @@ impl State {
                 pool_name: String::new(),
                 server_url: self.actions_base(),
                 git_hub_url: self.base_url.clone(),
-                work_folder: if work_folder.is_empty() { "_work".into() } else { work_folder.to_owned() },
+                work_folder: if work_folder.is_empty() {
+                    "_work".into()
+                } else {
+                    work_folder.to_owned()
+                },
                 ephemeral: true,
                 disable_update: true,
                 runner_scale_set_id: scale_set_id,
@@ -1017,14 +1170,29 @@ impl State {
         };
         self.runners.insert(
             id,
-            Runner { id, name: name.to_owned(), scale_set_id, token, online: false, job: None, last_seen: Instant::now() },
+            Runner {
+                id,
+                name: name.to_owned(),
+                scale_set_id,
+                token,
+                online: false,
+                job: None,
+                last_seen: Instant::now(),
+            },
         );
-        Ok(JitRunnerConfig { runner: self.runner_ref(id)?, encoded_jit_config: cfg.encode() })
+        Ok(JitRunnerConfig {
+            runner: self.runner_ref(id)?,
+            encoded_jit_config: cfg.encode(),
+        })
     }
 
     fn runner_ref(&self, id: i64) -> Result<RunnerReference, ApiError> {
         let r = self.runners.get(&id).ok_or_else(|| {
-            ApiError::exception(StatusCode::NOT_FOUND, exc::AGENT_NOT_FOUND, format!("Runner {id} was not found."))
+            ApiError::exception(
+                StatusCode::NOT_FOUND,
+                exc::AGENT_NOT_FOUND,
+                format!("Runner {id} was not found."),
+            )
         })?;
         Ok(RunnerReference {
             id: r.id,
@@ -1050,13 +1218,23 @@ impl State {
     pub fn runners(&self) -> Vec<RunnerView> {
         self.runners
             .values()
-            .map(|r| RunnerView { id: r.id, name: r.name.clone(), scale_set_id: r.scale_set_id, online: r.online, job: r.job })
+            .map(|r| RunnerView {
+                id: r.id,
+                name: r.name.clone(),
+                scale_set_id: r.scale_set_id,
+                online: r.online,
+                job: r.job,
+            })
             .collect()
     }
 
     pub fn remove_runner(&mut self, id: i64) -> Result<(), ApiError> {
         let r = self.runners.get(&id).ok_or_else(|| {
-            ApiError::exception(StatusCode::NOT_FOUND, exc::AGENT_NOT_FOUND, format!("Runner {id} was not found."))
+            ApiError::exception(
+                StatusCode::NOT_FOUND,
+                exc::AGENT_NOT_FOUND,
+                format!("Runner {id} was not found."),
+            )
         })?;
         if let Some(job) = r.job {
             return Err(ApiError::exception(
@@ -1073,7 +1251,11 @@ impl State {
     /// Checks a runner-token call: the runner must exist and the token must be its own.
     pub fn authorize_runner(&mut self, id: i64, token: &str) -> Result<(), ApiError> {
         match self.runners.get_mut(&id) {
-            None => Err(ApiError::exception(StatusCode::NOT_FOUND, exc::AGENT_NOT_FOUND, format!("Runner {id} was not found."))),
+            None => Err(ApiError::exception(
+                StatusCode::NOT_FOUND,
+                exc::AGENT_NOT_FOUND,
+                format!("Runner {id} was not found."),
+            )),
             Some(r) if r.token != token => Err(ApiError::unauthorized()),
             Some(r) => {
                 r.last_seen = Instant::now();
@@ -1092,10 +1274,18 @@ impl State {
     /// Handing out a job starts it (`JobStarted`).
     pub fn take_job(&mut self, runner_id: i64) -> Result<Option<AssignedJob>, ApiError> {
         let r = self.runners.get(&runner_id).ok_or_else(|| {
-            ApiError::exception(StatusCode::NOT_FOUND, exc::AGENT_NOT_FOUND, format!("Runner {runner_id} was not found."))
+            ApiError::exception(
+                StatusCode::NOT_FOUND,
+                exc::AGENT_NOT_FOUND,
+                format!("Runner {runner_id} was not found."),
+            )
         })?;
         if !r.online {
-            return Err(ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, "The runner is not online."));
+            return Err(ApiError::exception(
+                StatusCode::BAD_REQUEST,
+                exc::ARGUMENT,
+                "The runner is not online.",
+            ));
         }
         let (set, name) = (r.scale_set_id, r.name.clone());
         let job_id = match r.job {
@@ -1115,7 +1305,11 @@ impl State {
                 job.runner_name = Some(name.clone());
                 job.runs += 1;
                 job.runner_assign_time = Some(now());
-                let msg = JobMessage::Started(JobStarted { base: job.base(), runner_id, runner_name: name });
+                let msg = JobMessage::Started(JobStarted {
+                    base: job.base(),
+                    runner_id,
+                    runner_name: name,
+                });
                 if let Some(r) = self.runners.get_mut(&runner_id) {
                     r.job = Some(j);
                 }
@@ -1158,7 +1352,11 @@ impl State {
         let result = match result {
             "succeeded" | "failed" | "canceled" | "skipped" => result,
             other => {
-                return Err(ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, format!("Unknown job result '{other}'.")));
+                return Err(ApiError::exception(
+                    StatusCode::BAD_REQUEST,
+                    exc::ARGUMENT,
+                    format!("Unknown job result '{other}'."),
+                ));
             }
         };
         self.finish_job_of(runner_id, JobState::Completed, result);
@@ -1169,8 +1367,12 @@ impl State {
     }
 
     fn finish_job_of(&mut self, runner_id: i64, state: JobState, result: &str) {
-        let Some(request_id) = self.runners.get_mut(&runner_id).and_then(|r| r.job.take()) else { return };
-        let Some(job) = self.jobs.get_mut(&request_id) else { return };
+        let Some(request_id) = self.runners.get_mut(&runner_id).and_then(|r| r.job.take()) else {
+            return;
+        };
+        let Some(job) = self.jobs.get_mut(&request_id) else {
+            return;
+        };
         job.state = state;
         job.result = Some(result.to_owned());
         job.finish_time = Some(now());
@@ -1192,17 +1394,33 @@ mod tests {
     use rarc_actions::types::decode_job_messages;
 
     fn state(mode: JobMode) -> State {
-        let mut s = State::new(SimSettings { mode, ..Default::default() }, 7);
+        let mut s = State::new(
+            SimSettings {
+                mode,
+                ..Default::default()
+            },
+            7,
+        );
         s.base_url = "http://127.0.0.1:1".into();
         s
     }
 
     fn set(s: &mut State, name: &str) -> i64 {
-        s.create_scale_set(RunnerScaleSet { name: name.into(), ..Default::default() }).unwrap().id
+        s.create_scale_set(RunnerScaleSet {
+            name: name.into(),
+            ..Default::default()
+        })
+        .unwrap()
+        .id
     }
 
     fn queue(s: &mut State, n: u32, label: &str) -> Vec<i64> {
-        s.queue_jobs(&QueueJobs { count: n, labels: vec![label.into()], ..Default::default() }).unwrap()
+        s.queue_jobs(&QueueJobs {
+            count: n,
+            labels: vec![label.into()],
+            ..Default::default()
+        })
+        .unwrap()
     }
 
     fn kinds(s: &mut State, set: i64, last: i64) -> (i64, Vec<&'static str>) {
@@ -1240,7 +1458,15 @@ mod tests {
         let (m2, k) = kinds(&mut s, id, m1);
         assert_eq!(k, ["started"]);
         let st = s.statistics(id);
-        assert_eq!((st.total_assigned_jobs, st.total_running_jobs, st.total_busy_runners, st.total_idle_runners), (2, 1, 1, 0));
+        assert_eq!(
+            (
+                st.total_assigned_jobs,
+                st.total_running_jobs,
+                st.total_busy_runners,
+                st.total_idle_runners
+            ),
+            (2, 1, 1, 0)
+        );
         assert!(s.remove_runner(jit.runner.id).is_err(), "busy runner cannot be removed");
         s.complete_job(jit.runner.id, jobs[0], "succeeded").unwrap();
         let (_, k) = kinds(&mut s, id, m2);
@@ -1255,7 +1481,11 @@ mod tests {
         let mut s = state(JobMode::Offer);
         let a = set(&mut s, "a");
         let b = s
-            .create_scale_set(RunnerScaleSet { name: "b".into(), labels: vec![Label::system("a")], ..Default::default() })
+            .create_scale_set(RunnerScaleSet {
+                name: "b".into(),
+                labels: vec![Label::system("a")],
+                ..Default::default()
+            })
             .unwrap()
             .id;
         let jobs = queue(&mut s, 1, "a");
@@ -1277,9 +1507,15 @@ mod tests {
         let err = s.create_session(id, "b", ttl).unwrap_err();
         assert_eq!(err.status(), StatusCode::CONFLICT);
         s.delete_session(id, &first.session_id).unwrap();
-        assert_eq!(s.delete_session(id, &first.session_id).unwrap_err().status(), StatusCode::BAD_REQUEST);
+        assert_eq!(
+            s.delete_session(id, &first.session_id).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
         assert!(s.create_session(id, "b", ttl).is_ok());
-        assert_eq!(s.create_session(99, "b", ttl).unwrap_err().status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            s.create_session(99, "b", ttl).unwrap_err().status(),
+            StatusCode::NOT_FOUND
+        );
     }
 
     #[test]
@@ -1287,7 +1523,10 @@ mod tests {
         let mut s = state(JobMode::Assign);
         let id = set(&mut s, "x");
         s.generate_jit_config(id, "r", "").unwrap();
-        assert_eq!(s.generate_jit_config(id, "R", "").unwrap_err().status(), StatusCode::CONFLICT);
+        assert_eq!(
+            s.generate_jit_config(id, "R", "").unwrap_err().status(),
+            StatusCode::CONFLICT
+        );
         queue(&mut s, 120, "x");
         let (m1, k1) = kinds(&mut s, id, 0);
         let (m2, k2) = kinds(&mut s, id, m1);
@@ -1301,7 +1540,11 @@ mod tests {
             let mut s = state(JobMode::Assign);
             let id = set(&mut s, "x");
             let sess = s.create_session(id, "o", Duration::from_secs(9)).unwrap();
-            (sess.session_id, sess.message_queue_access_token.expose().to_owned(), s.uuid())
+            (
+                sess.session_id,
+                sess.message_queue_access_token.expose().to_owned(),
+                s.uuid(),
+            )
         };
         assert_eq!(run(), run());
     }
@@ -1313,11 +1556,38 @@ mod tests {
             ApiError::Control { message, .. } => message,
             other => panic!("{other:?}"),
         };
-        assert!(err(QueueJobs { count: 0, labels: vec!["x".into()], ..Default::default() }).contains("`count`"));
-        assert!(err(QueueJobs { count: 1, ..Default::default() }).contains("`labels`"));
-        assert!(err(QueueJobs { count: 1, labels: vec!["x".into()], repository: "nope".into(), ..Default::default() })
-            .contains("`repository`"));
-        assert!(s.queue_jobs(&QueueJobs { count: 1, labels: vec!["x".into()], ..Default::default() }).is_ok());
+        assert!(
+            err(QueueJobs {
+                count: 0,
+                labels: vec!["x".into()],
+                ..Default::default()
+            })
+            .contains("`count`")
+        );
+        assert!(
+            err(QueueJobs {
+                count: 1,
+                ..Default::default()
+            })
+            .contains("`labels`")
+        );
+        assert!(
+            err(QueueJobs {
+                count: 1,
+                labels: vec!["x".into()],
+                repository: "nope".into(),
+                ..Default::default()
+            })
+            .contains("`repository`")
+        );
+        assert!(
+            s.queue_jobs(&QueueJobs {
+                count: 1,
+                labels: vec!["x".into()],
+                ..Default::default()
+            })
+            .is_ok()
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -15,7 +15,11 @@ pub fn generate(names: &[&str]) -> Result<Certs, rcgen::Error> {
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name.push(DnType::CommonName, "rarc-sim test CA");
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
     let ca_cert = ca.self_signed(&ca_key)?;
     let issuer = Issuer::new(ca, ca_key);
 
@@ -29,5 +33,9 @@ pub fn generate(names: &[&str]) -> Result<Certs, rcgen::Error> {
         });
     }
     let cert = params.signed_by(&key, &issuer)?;
-    Ok(Certs { ca_cert_pem: ca_cert.pem(), server_cert_pem: cert.pem(), server_key_pem: key.serialize_pem() })
+    Ok(Certs {
+        ca_cert_pem: ca_cert.pem(),
+        server_cert_pem: cert.pem(),
+        server_key_pem: key.serialize_pem(),
+    })
 }

@@ -1,5 +1,7 @@
 //! The control API and the service's own input checks, over real HTTP on loopback.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use rarc_sim::{SimOptions, SimServer};
 use serde_json::{Value, json};
 
@@ -34,10 +36,22 @@ async fn bad_control_requests_name_the_field() {
         (r#"{"count":"five","labels":["x"]}"#, "field `count`"),
         (r#"{"count":0,"labels":["x"]}"#, "field `count`"),
         (r#"{"count":1}"#, "field `labels`"),
-        (r#"{"count":1,"labels":["x"],"repository":"no-slash"}"#, "field `repository`"),
-        (r#"{"count":1,"labels":["x"],"spec":{"steps":[{"name":"both","run":"a","uses":"docker://b"}]}}"#, "field `spec.steps[0]`"),
-        (r#"{"count":1,"labels":["x"],"spec":{"steps":[{"uses":"actions/checkout@v4"}]}}"#, "field `spec.steps[0].uses`"),
-        (r#"{"count":1,"labels":["x"],"spec":{"services":[{"name":"r","ports":"80"}]}}"#, "field `spec.services[0].ports`"),
+        (
+            r#"{"count":1,"labels":["x"],"repository":"no-slash"}"#,
+            "field `repository`",
+        ),
+        (
+            r#"{"count":1,"labels":["x"],"spec":{"steps":[{"name":"both","run":"a","uses":"docker://b"}]}}"#,
+            "field `spec.steps[0]`",
+        ),
+        (
+            r#"{"count":1,"labels":["x"],"spec":{"steps":[{"uses":"actions/checkout@v4"}]}}"#,
+            "field `spec.steps[0].uses`",
+        ),
+        (
+            r#"{"count":1,"labels":["x"],"spec":{"services":[{"name":"r","ports":"80"}]}}"#,
+            "field `spec.services[0]`: invalid type: string \"80\", expected a sequence",
+        ),
     ];
     for (body, want) in cases {
         let (status, v) = post(&jobs, body).await;
@@ -46,7 +60,10 @@ async fn bad_control_requests_name_the_field() {
     }
     let faults = format!("{}/_sim/faults", s.url);
     for (body, want) in [
-        (r#"{"path":"/x","kind":"teleport"}"#, "kind"),
+        (
+            r#"{"path":"/x","kind":"teleport"}"#,
+            "unknown variant `teleport`, expected one of `status`",
+        ),
         (r#"{"path":"","kind":"hang"}"#, "field `path`"),
         (r#"{"path":"/x","kind":"status","status":1000}"#, "field `status`"),
         (r#"{"path":"/x","kind":"hang","times":0}"#, "field `times`"),
@@ -78,13 +95,24 @@ async fn bad_control_requests_name_the_field() {
 #[tokio::test]
 async fn queue_list_wait_and_settings_round_trip() {
     let s = sim().await;
-    let (status, v) = post(&format!("{}/_sim/jobs", s.url), r#"{"count":3,"labels":["linux"],"durationMs":5}"#).await;
+    let (status, v) = post(
+        &format!("{}/_sim/jobs", s.url),
+        r#"{"count":3,"labels":["linux"],"durationMs":5}"#,
+    )
+    .await;
     assert_eq!(status, 201);
     assert_eq!(v["ids"], json!([1, 2, 3]));
-    let jobs: Value = reqwest::get(format!("{}/_sim/jobs?state=queued", s.url)).await.unwrap().json().await.unwrap();
+    let jobs: Value = reqwest::get(format!("{}/_sim/jobs?state=queued", s.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(jobs.as_array().unwrap().len(), 3, "no scale set matches yet: queued");
     assert_eq!(jobs[0]["spec"]["durationMs"], 5);
-    let resp = reqwest::get(format!("{}/_sim/jobs/wait?state=completed&count=1&timeoutMs=50", s.url)).await.unwrap();
+    let resp = reqwest::get(format!("{}/_sim/jobs/wait?state=completed&count=1&timeoutMs=50", s.url))
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 408);
     let resp = reqwest::Client::new()
         .patch(format!("{}/_sim/settings", s.url))
@@ -94,7 +122,10 @@ async fn queue_list_wait_and_settings_round_trip() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 200);
     let settings: Value = resp.json().await.unwrap();
-    assert_eq!((settings["longPollMs"].as_u64(), settings["mode"].as_str()), (Some(100), Some("offer")));
+    assert_eq!(
+        (settings["longPollMs"].as_u64(), settings["mode"].as_str()),
+        (Some(100), Some("offer"))
+    );
     s.stop().await;
 }
 
@@ -103,8 +134,15 @@ async fn service_rejects_what_the_real_service_rejects() {
     let s = sim().await;
     let c = reqwest::Client::new();
     // No token, a PAT where an admin token is needed, an unknown token: 401 with the exception JSON.
-    let sets = format!("{}/tenant/123/_apis/runtime/runnerscalesets?api-version=6.0-preview", s.url);
-    for auth in [None, Some("Bearer ghp_rarcsimdefaulttoken0000000000000000"), Some("Bearer nope")] {
+    let sets = format!(
+        "{}/tenant/123/_apis/runtime/runnerscalesets?api-version=6.0-preview",
+        s.url
+    );
+    for auth in [
+        None,
+        Some("Bearer ghp_rarcsimdefaulttoken0000000000000000"),
+        Some("Bearer nope"),
+    ] {
         let mut req = c.get(&sets);
         if let Some(a) = auth {
             req = req.header("authorization", a);
@@ -117,7 +155,10 @@ async fn service_rejects_what_the_real_service_rejects() {
     }
     // Registration token with a wrong PAT: GitHub's error shape and request id.
     let resp = c
-        .post(format!("{}/api/v3/orgs/my-org/actions/runners/registration-token", s.url))
+        .post(format!(
+            "{}/api/v3/orgs/my-org/actions/runners/registration-token",
+            s.url
+        ))
         .header("authorization", "Bearer ghp_wrong")
         .send()
         .await
@@ -135,7 +176,11 @@ async fn service_rejects_what_the_real_service_rejects() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     // Broker without a message-queue token.
-    let resp = c.get(format!("{}/broker/scalesets/message", s.url)).send().await.unwrap();
+    let resp = c
+        .get(format!("{}/broker/scalesets/message", s.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status().as_u16(), 401);
     // Every refused call is in the call log, with its status.
     let calls = s.sim.calls();

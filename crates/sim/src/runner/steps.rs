@@ -106,6 +106,7 @@ impl Executor<'_> {
             }
         }
 
+        canceled |= self.cancel.is_cancelled();
         let mut prepare_attempted = false;
         if !failed && !canceled && spec.needs_prepare() {
             if self.hooks.path.is_none() {

@@ -17,23 +17,41 @@ type Q = Query<HashMap<String, String>>;
 pub fn routes(tenant: &str) -> Router<Sim> {
     let a = format!("/{tenant}/_apis");
     Router::new()
-        .route(&format!("{a}/runtime/runnerscalesets"), get(list_scale_sets).post(create_scale_set))
+        .route(
+            &format!("{a}/runtime/runnerscalesets"),
+            get(list_scale_sets).post(create_scale_set),
+        )
         .route(
             &format!("{a}/runtime/runnerscalesets/{{id}}"),
             get(get_scale_set).patch(update_scale_set).delete(delete_scale_set),
         )
-        .route(&format!("{a}/runtime/runnerscalesets/{{id}}/sessions"), post(create_session))
+        .route(
+            &format!("{a}/runtime/runnerscalesets/{{id}}/sessions"),
+            post(create_session),
+        )
         .route(
             &format!("{a}/runtime/runnerscalesets/{{id}}/sessions/{{session}}"),
             axum::routing::patch(refresh_session).delete(delete_session),
         )
-        .route(&format!("{a}/runtime/runnerscalesets/{{id}}/acquirejobs"), post(acquire_jobs))
-        .route(&format!("{a}/runtime/runnerscalesets/{{id}}/acquirablejobs"), get(acquirable_jobs))
-        .route(&format!("{a}/runtime/runnerscalesets/{{id}}/generatejitconfig"), post(generate_jit_config))
+        .route(
+            &format!("{a}/runtime/runnerscalesets/{{id}}/acquirejobs"),
+            post(acquire_jobs),
+        )
+        .route(
+            &format!("{a}/runtime/runnerscalesets/{{id}}/acquirablejobs"),
+            get(acquirable_jobs),
+        )
+        .route(
+            &format!("{a}/runtime/runnerscalesets/{{id}}/generatejitconfig"),
+            post(generate_jit_config),
+        )
         .route(&format!("{a}/runtime/runnergroups"), get(runner_groups))
         .route(&format!("{a}/runtime/runnergroups/"), get(runner_groups))
         .route(&format!("{a}/distributedtask/pools/{{pool}}/agents"), get(list_runners))
-        .route(&format!("{a}/distributedtask/pools/{{pool}}/agents/{{id}}"), get(get_runner).delete(remove_runner))
+        .route(
+            &format!("{a}/distributedtask/pools/{{pool}}/agents/{{id}}"),
+            get(get_runner).delete(remove_runner),
+        )
 }
 
 /// Admin token, then api-version: the order the service checks them in.
@@ -42,7 +60,12 @@ fn admin(sim: &Sim, headers: &HeaderMap, method: &Method, q: &HashMap<String, St
     require_api_version(method, q)
 }
 
-async fn list_scale_sets(State(sim): State<Sim>, method: Method, headers: HeaderMap, Query(q): Q) -> Result<Response, ApiError> {
+async fn list_scale_sets(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
     admin(&sim, &headers, &method, &q)?;
     let group = match q.get("runnerGroupId") {
         Some(g) if !g.is_empty() => parse_id("runnerGroupId", g)?,
@@ -55,14 +78,26 @@ async fn list_scale_sets(State(sim): State<Sim>, method: Method, headers: Header
     Ok(Json(ListResponse::new(sets)).into_response())
 }
 
-async fn create_scale_set(State(sim): State<Sim>, method: Method, headers: HeaderMap, Query(q): Q, body: Bytes) -> Result<Response, ApiError> {
+async fn create_scale_set(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Q,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     admin(&sim, &headers, &method, &q)?;
     let req: RunnerScaleSet = service_body(&body)?;
     let set = sim.with_state(|s| s.create_scale_set(req))?;
     Ok(Json(set).into_response())
 }
 
-async fn get_scale_set(State(sim): State<Sim>, method: Method, headers: HeaderMap, Query(q): Q, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn get_scale_set(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Q,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     Ok(Json(sim.with_state(|s| s.scale_set(id))?).into_response())
@@ -82,7 +117,13 @@ async fn update_scale_set(
     Ok(Json(sim.with_state(|s| s.update_scale_set(id, patch))?).into_response())
 }
 
-async fn delete_scale_set(State(sim): State<Sim>, method: Method, headers: HeaderMap, Query(q): Q, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn delete_scale_set(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Q,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     sim.with_state(|s| s.delete_scale_set(id))?;
@@ -101,12 +142,20 @@ async fn create_session(
     let id = parse_id("runner scale set id", &id)?;
     let req: SessionCreateRequest = service_body(&body)?;
     if req.owner_name.trim().is_empty() {
-        return Err(ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, "Value cannot be null. (Parameter 'ownerName')"));
+        return Err(ApiError::exception(
+            StatusCode::BAD_REQUEST,
+            exc::ARGUMENT,
+            "Value cannot be null. (Parameter 'ownerName')",
+        ));
     }
     if let Some(sid) = &req.session_id
         && uuid::Uuid::parse_str(sid).is_err()
     {
-        return Err(ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, format!("'{sid}' is not a valid session id.")));
+        return Err(ApiError::exception(
+            StatusCode::BAD_REQUEST,
+            exc::ARGUMENT,
+            format!("'{sid}' is not a valid session id."),
+        ));
     }
     let ttl = sim.session_ttl();
     let session = sim.with_state(|s| s.create_session(id, &req.owner_name, ttl))?;
@@ -161,7 +210,13 @@ async fn acquire_jobs(
     Ok(Json(ListResponse::new(acquired)).into_response())
 }
 
-async fn acquirable_jobs(State(sim): State<Sim>, method: Method, headers: HeaderMap, Query(q): Q, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn acquirable_jobs(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Q,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     let ids = sim.with_state(|s| s.scale_set(id).map(|_| s.acquirable_jobs(id)))?;
@@ -189,7 +244,12 @@ async fn generate_jit_config(
     Ok(Json(sim.with_state(|s| s.generate_jit_config(id, &req.name, &req.work_folder))?).into_response())
 }
 
-async fn runner_groups(State(sim): State<Sim>, method: Method, headers: HeaderMap, Query(q): Q) -> Result<Response, ApiError> {
+async fn runner_groups(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
     admin(&sim, &headers, &method, &q)?;
     let groups = sim.with_state(|s| match q.get("groupName") {
         Some(name) => s.runner_group_by_name(name),
@@ -198,7 +258,12 @@ async fn runner_groups(State(sim): State<Sim>, method: Method, headers: HeaderMa
     Ok(Json(ListResponse::new(groups)).into_response())
 }
 
-async fn list_runners(State(sim): State<Sim>, method: Method, headers: HeaderMap, Query(q): Q) -> Result<Response, ApiError> {
+async fn list_runners(
+    State(sim): State<Sim>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Q,
+) -> Result<Response, ApiError> {
     admin(&sim, &headers, &method, &q)?;
     let runners = sim.with_state(|s| match q.get("agentName") {
         Some(name) => s.runners_by_name(name),

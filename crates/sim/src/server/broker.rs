@@ -22,7 +22,12 @@ pub fn routes(tenant: &str) -> Router<Sim> {
 }
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
-    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body.into()).into_response()
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        body.into(),
+    )
+        .into_response()
 }
 
 async fn get_legacy_message(
@@ -38,24 +43,46 @@ async fn get_legacy_message(
     poll(sim, headers, q, session, set).await
 }
 
-async fn get_message(State(sim): State<Sim>, headers: HeaderMap, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
+async fn get_message(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
     let (session, set) = require_mq(&sim, &headers)?;
     poll(sim, headers, q, session, set).await
 }
 
 /// The long poll: the first undeleted message after `lastMessageId`, or 202 after the window.
-async fn poll(sim: Sim, headers: HeaderMap, q: HashMap<String, String>, session: String, set: i64) -> Result<Response, ApiError> {
+async fn poll(
+    sim: Sim,
+    headers: HeaderMap,
+    q: HashMap<String, String>,
+    session: String,
+    set: i64,
+) -> Result<Response, ApiError> {
     let last = match q.get("lastMessageId") {
         Some(v) => match v.parse::<i64>() {
             Ok(n) if n >= 0 => n,
-            _ => return Ok(text(StatusCode::BAD_REQUEST, format!("lastMessageId '{v}' is not a valid message id"))),
+            _ => {
+                return Ok(text(
+                    StatusCode::BAD_REQUEST,
+                    format!("lastMessageId '{v}' is not a valid message id"),
+                ));
+            }
         },
         None => 0,
     };
     if let Some(cap) = headers.get("x-scalesetmaxcapacity") {
-        let ok = cap.to_str().ok().and_then(|c| c.trim().parse::<i64>().ok()).is_some_and(|c| c >= 0);
+        let ok = cap
+            .to_str()
+            .ok()
+            .and_then(|c| c.trim().parse::<i64>().ok())
+            .is_some_and(|c| c >= 0);
         if !ok {
-            return Ok(text(StatusCode::BAD_REQUEST, "X-ScaleSetMaxCapacity must be a non-negative integer"));
+            return Ok(text(
+                StatusCode::BAD_REQUEST,
+                "X-ScaleSetMaxCapacity must be a non-negative integer",
+            ));
         }
     }
     let window = Duration::from_millis(sim.with_state(|s| s.settings.long_poll_ms));
@@ -81,7 +108,11 @@ async fn poll(sim: Sim, headers: HeaderMap, q: HashMap<String, String>, session:
     }
 }
 
-async fn delete_message(State(sim): State<Sim>, headers: HeaderMap, Path(message): Path<String>) -> Result<Response, ApiError> {
+async fn delete_message(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path(message): Path<String>,
+) -> Result<Response, ApiError> {
     let (session, set) = require_mq(&sim, &headers)?;
     ack(&sim, &session, set, &message)
 }

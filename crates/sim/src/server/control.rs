@@ -2,6 +2,7 @@
 //!
 //! | call | what it does |
 //! | --- | --- |
+//! | `GET /_sim/ping` | 204, nothing else (a benchmark floor) |
 //! | `GET /_sim/state` | counts of scale sets, sessions, runners, jobs by state |
 //! | `POST /_sim/jobs` | queue jobs: `{"count":N,"labels":[..],"durationMs":..,"spec":{..}}` ⇒ `{"ids":[..]}` |
 //! | `GET /_sim/jobs[?state=S]` | jobs and their state (`queued`, `assigned`, `running`, `completed`, `lost`) |
@@ -34,6 +35,7 @@ use tokio::time::{Duration, Instant};
 
 pub fn routes() -> Router<Sim> {
     Router::new()
+        .route("/_sim/ping", get(ping))
         .route("/_sim/state", get(state))
         .route("/_sim/jobs", get(list_jobs).post(queue_jobs))
         .route("/_sim/jobs/wait", get(wait_jobs))
@@ -57,7 +59,8 @@ pub fn routes() -> Router<Sim> {
 }
 
 fn id(text: &str) -> Result<i64, ApiError> {
-    text.parse().map_err(|_| ApiError::control(format!("path: `{text}` is not a numeric id")))
+    text.parse()
+        .map_err(|_| ApiError::control(format!("path: `{text}` is not a numeric id")))
 }
 
 async fn index() -> Response {
@@ -73,6 +76,11 @@ async fn unknown(uri: axum::http::Uri) -> ApiError {
     ApiError::control_not_found(format!("no control endpoint {}; GET /_sim lists them", uri.path()))
 }
 
+/// The cheapest call there is: benchmarks use it as their floor.
+async fn ping() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
 async fn state(State(sim): State<Sim>) -> Response {
     Json(sim.with_state(|s| s.summary())).into_response()
 }
@@ -85,13 +93,19 @@ async fn queue_jobs(State(sim): State<Sim>, body: Bytes) -> Result<Response, Api
 
 fn parse_state(text: &str) -> Result<JobState, ApiError> {
     serde_json::from_value(serde_json::Value::String(text.to_owned())).map_err(|_| {
-        ApiError::control(format!("query `state`: `{text}` is not one of queued, assigned, running, completed, lost"))
+        ApiError::control(format!(
+            "query `state`: `{text}` is not one of queued, assigned, running, completed, lost"
+        ))
     })
 }
 
 async fn list_jobs(State(sim): State<Sim>, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
     let filter = q.get("state").map(|s| parse_state(s)).transpose()?;
-    let jobs: Vec<_> = sim.with_state(|s| s.jobs()).into_iter().filter(|j| filter.is_none_or(|f| j.state == f)).collect();
+    let jobs: Vec<_> = sim
+        .with_state(|s| s.jobs())
+        .into_iter()
+        .filter(|j| filter.is_none_or(|f| j.state == f))
+        .collect();
     Ok(Json(jobs).into_response())
 }
 
@@ -103,7 +117,10 @@ struct WaitQuery {
     timeout_ms: Option<u64>,
 }
 
-async fn wait_jobs(State(sim): State<Sim>, q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>) -> Result<Response, ApiError> {
+async fn wait_jobs(
+    State(sim): State<Sim>,
+    q: Result<Query<WaitQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::control(format!("query: {}", e.body_text())))?;
     let want = parse_state(&q.state)?;
     let deadline = Instant::now() + Duration::from_millis(q.timeout_ms.unwrap_or(30_000));
@@ -126,19 +143,25 @@ async fn wait_jobs(State(sim): State<Sim>, q: Result<Query<WaitQuery>, axum::ext
 
 async fn get_job(State(sim): State<Sim>, Path(job): Path<String>) -> Result<Response, ApiError> {
     let job = id(&job)?;
-    let view = sim.with_state(|s| s.job(job)).ok_or_else(|| ApiError::control_not_found(format!("no job {job}")))?;
+    let view = sim
+        .with_state(|s| s.job(job))
+        .ok_or_else(|| ApiError::control_not_found(format!("no job {job}")))?;
     Ok(Json(view).into_response())
 }
 
 async fn job_log(State(sim): State<Sim>, Path(job): Path<String>) -> Result<Response, ApiError> {
     let job = id(&job)?;
-    let log = sim.with_state(|s| s.job_log(job)).ok_or_else(|| ApiError::control_not_found(format!("no job {job}")))?;
+    let log = sim
+        .with_state(|s| s.job_log(job))
+        .ok_or_else(|| ApiError::control_not_found(format!("no job {job}")))?;
     Ok(Json(log).into_response())
 }
 
 async fn calls(State(sim): State<Sim>, Query(q): Query<HashMap<String, String>>) -> Result<Response, ApiError> {
     let since = match q.get("since") {
-        Some(s) => s.parse().map_err(|_| ApiError::control(format!("query `since`: `{s}` is not a sequence number")))?,
+        Some(s) => s
+            .parse()
+            .map_err(|_| ApiError::control(format!("query `since`: `{s}` is not a sequence number")))?,
         None => 0,
     };
     Ok(Json(sim.calls_since(since)).into_response())
@@ -197,10 +220,16 @@ async fn patch_settings(State(sim): State<Sim>, body: Bytes) -> Result<Response,
     let patch: serde_json::Map<String, serde_json::Value> = control_body(&body)?;
     let current = sim.with_state(|s| s.settings.clone());
     let mut merged = serde_json::to_value(&current).map_err(|e| ApiError::control(e.to_string()))?;
-    let known: Vec<String> = merged.as_object().map(|o| o.keys().cloned().collect()).unwrap_or_default();
+    let known: Vec<String> = merged
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
     for (k, v) in patch {
         if !known.contains(&k) {
-            return Err(ApiError::control(format!("field `{k}`: unknown setting; known: {}", known.join(", "))));
+            return Err(ApiError::control(format!(
+                "field `{k}`: unknown setting; known: {}",
+                known.join(", ")
+            )));
         }
         if let Some(obj) = merged.as_object_mut() {
             obj.insert(k, v);
@@ -275,5 +304,9 @@ async fn add_runner_group(State(sim): State<Sim>, body: Bytes) -> Result<Respons
     if g.name.trim().is_empty() {
         return Err(ApiError::control("field `name`: must not be empty"));
     }
-    Ok((StatusCode::CREATED, Json(sim.with_state(|s| s.add_runner_group(&g.name)))).into_response())
+    Ok((
+        StatusCode::CREATED,
+        Json(sim.with_state(|s| s.add_runner_group(&g.name))),
+    )
+        .into_response())
 }

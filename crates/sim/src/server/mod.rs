@@ -186,14 +186,21 @@ impl SimServer {
         } else {
             let listener = tokio::net::TcpListener::from_std(listener)?;
             let task = tokio::spawn(async move {
-                let serve = axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
+                let serve =
+                    axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await });
                 if let Err(e) = serve.await {
                     tracing::error!(error = %e, "rarc-sim server stopped");
                 }
             });
             (task, None)
         };
-        Ok(SimServer { url, addr, sim, ca_pem, task })
+        Ok(SimServer {
+            url,
+            addr,
+            sim,
+            ca_pem,
+            task,
+        })
     }
 
     /// A config URL for an organization, as a GHES user would write it.
@@ -227,11 +234,17 @@ fn router(sim: Sim) -> Router {
         .merge(control::routes())
         .fallback(not_found)
         .with_state(sim.clone());
-    Router::new().fallback_service(inner).layer(middleware::from_fn_with_state(sim, record_and_inject))
+    Router::new()
+        .fallback_service(inner)
+        .layer(middleware::from_fn_with_state(sim, record_and_inject))
 }
 
 async fn not_found(method: Method, uri: Uri) -> Response {
-    (StatusCode::NOT_FOUND, format!("rarc-sim: no route for {method} {}", uri.path())).into_response()
+    (
+        StatusCode::NOT_FOUND,
+        format!("rarc-sim: no route for {method} {}", uri.path()),
+    )
+        .into_response()
 }
 
 /// Collapses duplicate slashes (the classic client sends `//_apis/...`).
@@ -252,7 +265,9 @@ fn auth_kind(sim: &Sim, headers: &HeaderMap, path: &str) -> String {
     let Some(value) = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else {
         return String::new();
     };
-    let Some((_, cred)) = auth::split_authorization(value) else { return "unknown".into() };
+    let Some((_, cred)) = auth::split_authorization(value) else {
+        return "unknown".into();
+    };
     if path.contains("/app/installations/") {
         return "app-jwt".into();
     }
@@ -307,9 +322,16 @@ async fn record_and_inject(AxState(sim): AxState<Sim>, req: Request, next: Next)
         duration_ms: 0,
     };
     let is_control = path.starts_with("/_sim");
-    let fault = if is_control { None } else { lock(&sim.0.faults).take(parts.method.as_str(), &path) };
+    let fault = if is_control {
+        None
+    } else {
+        lock(&sim.0.faults).take(parts.method.as_str(), &path)
+    };
     rec.fault = fault.as_ref().map(|f| {
-        serde_json::to_value(f).ok().and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned)).unwrap_or_default()
+        serde_json::to_value(f)
+            .ok()
+            .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+            .unwrap_or_default()
     });
     let req = Request::from_parts(parts, Body::from(body));
     let mut resp = match fault {
@@ -341,10 +363,18 @@ async fn record_and_inject(AxState(sim): AxState<Sim>, req: Request, next: Next)
             resp.headers_mut().remove(header::CONTENT_LENGTH);
             resp
         }
-        Some(FaultKind::Status { status, exception, body, content_type, retry_after }) => {
+        Some(FaultKind::Status {
+            status,
+            exception,
+            body,
+            content_type,
+            retry_after,
+        }) => {
             let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
             let mut resp = match (exception, body) {
-                (Some(exc), _) => ApiError::exception(code, &exc, format!("rarc-sim injected fault {status}")).into_response(),
+                (Some(exc), _) => {
+                    ApiError::exception(code, &exc, format!("rarc-sim injected fault {status}")).into_response()
+                }
                 (None, Some(body)) => {
                     let ct = content_type.unwrap_or_else(|| "text/plain; charset=utf-8".into());
                     (code, [(header::CONTENT_TYPE, ct)], body).into_response()
@@ -391,13 +421,19 @@ pub(crate) fn require_admin(sim: &Sim, headers: &HeaderMap) -> Result<(), ApiErr
 pub(crate) fn require_mq(sim: &Sim, headers: &HeaderMap) -> Result<(String, i64), ApiError> {
     let token = credential(headers, &["Bearer"]).ok_or_else(ApiError::unauthorized)?;
     match sim.with_state(|s| s.token_owner(token)) {
-        TokenOwner::Mq { session_id, scale_set_id } => Ok((session_id, scale_set_id)),
+        TokenOwner::Mq {
+            session_id,
+            scale_set_id,
+        } => Ok((session_id, scale_set_id)),
         _ => Err(ApiError::unauthorized()),
     }
 }
 
 /// Requires `api-version=6.0-preview` (spec §5.5).
-pub(crate) fn require_api_version(method: &Method, query: &std::collections::HashMap<String, String>) -> Result<(), ApiError> {
+pub(crate) fn require_api_version(
+    method: &Method,
+    query: &std::collections::HashMap<String, String>,
+) -> Result<(), ApiError> {
     match query.get("api-version") {
         None => Err(ApiError::exception(
             StatusCode::BAD_REQUEST,
@@ -416,7 +452,11 @@ pub(crate) fn require_api_version(method: &Method, query: &std::collections::Has
 /// Decodes a service request body leniently (the service is case-insensitive too).
 pub(crate) fn service_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiError> {
     rarc_actions::lenient::from_slice(body).map_err(|e| {
-        ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, format!("The request body could not be read: {e}"))
+        ApiError::exception(
+            StatusCode::BAD_REQUEST,
+            exc::ARGUMENT,
+            format!("The request body could not be read: {e}"),
+        )
     })
 }
 
@@ -428,7 +468,7 @@ pub(crate) fn control_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiEr
     let de = &mut serde_json::Deserializer::from_slice(body);
     serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        if path == "." || path.is_empty() {
+        if path == "." || path == "?" || path.is_empty() {
             ApiError::control(format!("request body: {}", e.inner()))
         } else {
             ApiError::control(format!("field `{path}`: {}", e.inner()))
@@ -438,7 +478,11 @@ pub(crate) fn control_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, ApiEr
 
 pub(crate) fn parse_id(what: &str, text: &str) -> Result<i64, ApiError> {
     text.parse::<i64>().map_err(|_| {
-        ApiError::exception(StatusCode::BAD_REQUEST, exc::ARGUMENT, format!("The {what} '{text}' is not a valid integer."))
+        ApiError::exception(
+            StatusCode::BAD_REQUEST,
+            exc::ARGUMENT,
+            format!("The {what} '{text}' is not a valid integer."),
+        )
     })
 }
 

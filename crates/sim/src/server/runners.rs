@@ -34,13 +34,23 @@ fn runner(sim: &Sim, headers: &HeaderMap, id: &str) -> Result<i64, ApiError> {
     Ok(id)
 }
 
-async fn online(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>, body: Bytes) -> Result<Response, ApiError> {
+async fn online(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let id = runner(&sim, &headers, &id)?;
     if !body.is_empty() {
         let _: OnlineRequest = service_body(&body)?;
     }
     let r = sim.with_state(|s| s.runner_online(id, true))?;
-    Ok(Json(OnlineResponse { runner_id: r.id, name: r.name, runner_scale_set_id: r.runner_scale_set_id }).into_response())
+    Ok(Json(OnlineResponse {
+        runner_id: r.id,
+        name: r.name,
+        runner_scale_set_id: r.runner_scale_set_id,
+    })
+    .into_response())
 }
 
 async fn offline(State(sim): State<Sim>, headers: HeaderMap, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -57,7 +67,10 @@ async fn wait_for_job(
 ) -> Result<Response, ApiError> {
     let id = runner(&sim, &headers, &id)?;
     let wait = match q.get("waitMs") {
-        Some(v) => Duration::from_millis(v.parse::<u64>().map_err(|_| ApiError::control("query `waitMs`: not a number"))?),
+        Some(v) => Duration::from_millis(
+            v.parse::<u64>()
+                .map_err(|_| ApiError::control("query `waitMs`: not a number"))?,
+        ),
         None => Duration::from_secs(30),
     }
     .min(MAX_WAIT);
@@ -77,7 +90,12 @@ async fn wait_for_job(
     }
 }
 
-async fn log(State(sim): State<Sim>, headers: HeaderMap, Path((id, job)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
+async fn log(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path((id, job)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let id = runner(&sim, &headers, &id)?;
     let job = parse_id("job request id", &job)?;
     let lines: LogLines = service_body(&body)?;
@@ -85,14 +103,23 @@ async fn log(State(sim): State<Sim>, headers: HeaderMap, Path((id, job)): Path<(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn renew(State(sim): State<Sim>, headers: HeaderMap, Path((id, job)): Path<(String, String)>) -> Result<Response, ApiError> {
+async fn renew(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path((id, job)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
     let id = runner(&sim, &headers, &id)?;
     let job = parse_id("job request id", &job)?;
     sim.with_state(|s| s.append_log(id, job, Vec::new()))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn complete(State(sim): State<Sim>, headers: HeaderMap, Path((id, job)): Path<(String, String)>, body: Bytes) -> Result<Response, ApiError> {
+async fn complete(
+    State(sim): State<Sim>,
+    headers: HeaderMap,
+    Path((id, job)): Path<(String, String)>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let id = runner(&sim, &headers, &id)?;
     let job = parse_id("job request id", &job)?;
     let req: CompleteRequest = service_body(&body)?;

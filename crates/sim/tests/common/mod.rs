@@ -12,16 +12,29 @@ use std::time::Duration;
 
 /// A retry policy scaled down 100× (10, 20, 40, 80 ms), same shape as §5.1.
 pub fn fast_retry() -> RetryPolicy {
-    RetryPolicy { max_retries: 4, wait_min: Duration::from_millis(10), wait_max: Duration::from_millis(300) }
+    RetryPolicy {
+        max_retries: 4,
+        wait_min: Duration::from_millis(10),
+        wait_max: Duration::from_millis(300),
+    }
 }
 
 pub async fn sim_with(settings: SimSettings) -> SimServer {
-    SimServer::start(SimOptions { settings, ..SimOptions::default() }).await.expect("start rarc-sim")
+    SimServer::start(SimOptions {
+        settings,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("start rarc-sim")
 }
 
 /// A simulator with a 200 ms long poll.
 pub async fn sim() -> SimServer {
-    sim_with(SimSettings { long_poll_ms: 200, ..SimSettings::default() }).await
+    sim_with(SimSettings {
+        long_poll_ms: 200,
+        ..SimSettings::default()
+    })
+    .await
 }
 
 pub fn pat_config(url: &str) -> ClientConfig {
@@ -41,14 +54,21 @@ pub fn scale_set_body(name: &str) -> RunnerScaleSet {
         name: name.into(),
         runner_group_id: 1,
         labels: vec![Label::system(name)],
-        runner_setting: RunnerSetting { disable_update: Some(true), ..Default::default() },
+        runner_setting: RunnerSetting {
+            disable_update: Some(true),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
 
 /// Creates a scale set named `name` through the client; returns its id.
 pub async fn create_set(client: &ActionsClient, name: &str) -> i64 {
-    client.create_runner_scale_set(&scale_set_body(name)).await.expect("create scale set").id
+    client
+        .create_runner_scale_set(&scale_set_body(name))
+        .await
+        .expect("create scale set")
+        .id
 }
 
 pub fn fault(s: &SimServer, json: &str) {
@@ -62,6 +82,10 @@ pub fn calls_to(s: &SimServer, needle: &str) -> Vec<CallRecord> {
 }
 
 pub fn queue(s: &SimServer, count: u32, label: &str) -> Vec<i64> {
-    let req = rarc_sim::state::QueueJobs { count, labels: vec![label.into()], ..Default::default() };
+    let req = rarc_sim::state::QueueJobs {
+        count,
+        labels: vec![label.into()],
+        ..Default::default()
+    };
     s.sim.with_state(|st| st.queue_jobs(&req)).expect("queue jobs")
 }
