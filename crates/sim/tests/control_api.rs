@@ -190,3 +190,196 @@ async fn service_rejects_what_the_real_service_rejects() {
     assert_eq!(calls[1].header("authorization"), Some("Bearer ***"));
     s.stop().await;
 }
+
+/// Runs the PAT chain by hand; returns the admin token.
+async fn admin_token(s: &SimServer) -> String {
+    let c = reqwest::Client::new();
+    let reg: Value = c
+        .post(format!(
+            "{}/api/v3/orgs/my-org/actions/runners/registration-token",
+            s.url
+        ))
+        .header("authorization", format!("Bearer {}", rarc_sim::auth::DEFAULT_PAT))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let reg = reg["token"].as_str().unwrap().to_owned();
+    let register = |url: String, event: &str| {
+        c.post(format!("{}/api/v3/actions/runner-registration", s.url))
+            .header("authorization", format!("RemoteAuth {reg}"))
+            .body(json!({ "url": url, "runner_event": event }).to_string())
+            .send()
+    };
+    // The token was issued for my-org: another scope or another event is refused.
+    assert_eq!(
+        register(format!("{}/other-org", s.url), "register")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        403
+    );
+    assert_eq!(
+        register(format!("{}/my-org", s.url), "remove")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        422
+    );
+    let conn: Value = register(format!("{}/my-org", s.url), "register")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(conn["url"], format!("{}/tenant/123/", s.url));
+    conn["token"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn api_version_sessions_and_token_kinds_are_enforced() {
+    let s = sim().await;
+    let admin = admin_token(&s).await;
+    let c = reqwest::Client::new();
+    let a = format!("{}/tenant/123/_apis/runtime/runnerscalesets", s.url);
+    let send = |method: reqwest::Method, url: String, token: &str, body: &str| {
+        c.request(method, url)
+            .header("authorization", format!("Bearer {token}"))
+            .body(body.to_owned())
+            .send()
+    };
+    let exception = |v: &Value| v["typeName"].as_str().unwrap_or_default().to_owned();
+    let resp = send(reqwest::Method::GET, a.clone(), &admin, "").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(exception(&resp.json().await.unwrap()).contains("VssVersionNotSpecifiedException"));
+    let resp = send(reqwest::Method::GET, format!("{a}?api-version=5.1"), &admin, "")
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(exception(&resp.json().await.unwrap()).contains("VssVersionOutOfRangeException"));
+    let resp = send(
+        reqwest::Method::POST,
+        format!("{a}?api-version=6.0-preview"),
+        &admin,
+        r#"{"name":"x"}"#,
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    let set: Value = resp.json().await.unwrap();
+    let id = set["id"].as_i64().unwrap();
+    assert_eq!(
+        set["labels"],
+        json!([{ "type": "System", "name": "x" }]),
+        "the name is the default label"
+    );
+    // Session bodies: a bad session id or no owner is refused; classic body (no sessionId) accepted.
+    let sessions = format!("{a}/{id}/sessions?api-version=6.0-preview");
+    for body in [
+        r#"{"sessionId":"nope","ownerName":"o"}"#,
+        r#"{"sessionId":"00000000-0000-0000-0000-000000000000"}"#,
+        "{",
+    ] {
+        let resp = send(reqwest::Method::POST, sessions.clone(), &admin, body)
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 400, "{body}");
+    }
+    let session: Value = send(
+        reqwest::Method::POST,
+        sessions.clone(),
+        &admin,
+        r#"{"ownerName":"classic"}"#,
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let mq = session["messageQueueAccessToken"].as_str().unwrap();
+    // Unknown sessions: delete ⇒ 400 SessionExpired, refresh ⇒ 404 RunnerAdminException.
+    let unknown = format!("{a}/{id}/sessions/6d1a2c1e-9a0b-4b8e-8a58-0c7c2f9f6a11?api-version=6.0-preview");
+    let resp = send(reqwest::Method::DELETE, unknown.clone(), &admin, "")
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(exception(&resp.json().await.unwrap()).contains("RunnerScaleSetSessionExpiredException"));
+    let resp = send(reqwest::Method::PATCH, unknown, &admin, "").await.unwrap();
+    assert_eq!(resp.status().as_u16(), 404);
+    assert!(exception(&resp.json().await.unwrap()).contains("RunnerAdminException"));
+    // Token kinds: the admin token cannot poll or acquire; the MQ token cannot do admin calls.
+    let broker = format!("{}/broker/scalesets/message", s.url);
+    assert_eq!(
+        send(reqwest::Method::GET, broker.clone(), &admin, "")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    let acquire = format!("{a}/{id}/acquirejobs?api-version=6.0-preview");
+    assert_eq!(
+        send(reqwest::Method::POST, acquire.clone(), &admin, "[1]")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    assert_eq!(
+        send(reqwest::Method::POST, acquire, mq, "[1]")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        200
+    );
+    assert_eq!(
+        send(reqwest::Method::GET, format!("{a}?api-version=6.0-preview"), mq, "")
+            .await
+            .unwrap()
+            .status()
+            .as_u16(),
+        401
+    );
+    // A negative cursor or capacity is a 400 with a plain-text body.
+    let resp = c
+        .get(format!("{broker}?lastMessageId=-4"))
+        .bearer_auth(mq)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let resp = c
+        .get(&broker)
+        .bearer_auth(mq)
+        .header("X-ScaleSetMaxCapacity", "-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    // The classic client's `//_apis` path is normalised.
+    let resp = send(
+        reqwest::Method::GET,
+        format!(
+            "{}/tenant/123//_apis/runtime/runnerscalesets/{id}?api-version=6.0-preview",
+            s.url
+        ),
+        &admin,
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    s.stop().await;
+}
