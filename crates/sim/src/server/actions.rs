@@ -5,7 +5,8 @@ use crate::error::{ApiError, exc};
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -54,19 +55,26 @@ pub fn routes(tenant: &str) -> Router<Sim> {
         )
 }
 
-/// Admin token, then api-version: the order the service checks them in.
-fn admin(sim: &Sim, headers: &HeaderMap, method: &Method, q: &HashMap<String, String>) -> Result<(), ApiError> {
-    require_admin(sim, headers)?;
-    require_api_version(method, q)
+/// An admin-token call. Extracting it checks the admin token, then the api-version (the order the
+/// service checks them in), and yields the decoded query.
+struct Admin(HashMap<String, String>);
+
+impl FromRequestParts<Sim> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, sim: &Sim) -> Result<Self, ApiError> {
+        require_admin(sim, &parts.headers)?;
+        let query: HashMap<String, String> = parts
+            .uri
+            .query()
+            .map(|q| url::form_urlencoded::parse(q.as_bytes()).into_owned().collect())
+            .unwrap_or_default();
+        require_api_version(&parts.method, &query)?;
+        Ok(Admin(query))
+    }
 }
 
-async fn list_scale_sets(
-    State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
-) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
+async fn list_scale_sets(Admin(q): Admin, State(sim): State<Sim>) -> Result<Response, ApiError> {
     let group = match q.get("runnerGroupId") {
         Some(g) if !g.is_empty() => parse_id("runnerGroupId", g)?,
         _ => 0,
@@ -78,67 +86,40 @@ async fn list_scale_sets(
     Ok(Json(ListResponse::new(sets)).into_response())
 }
 
-async fn create_scale_set(
-    State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
+async fn create_scale_set(_: Admin, State(sim): State<Sim>, body: Bytes) -> Result<Response, ApiError> {
     let req: RunnerScaleSet = service_body(&body)?;
     let set = sim.with_state(|s| s.create_scale_set(req))?;
     Ok(Json(set).into_response())
 }
 
-async fn get_scale_set(
-    State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
+async fn get_scale_set(_: Admin, State(sim): State<Sim>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("runner scale set id", &id)?;
     Ok(Json(sim.with_state(|s| s.scale_set(id))?).into_response())
 }
 
 async fn update_scale_set(
+    _: Admin,
     State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     let patch: RunnerScaleSet = service_body(&body)?;
     Ok(Json(sim.with_state(|s| s.update_scale_set(id, patch))?).into_response())
 }
 
-async fn delete_scale_set(
-    State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
+async fn delete_scale_set(_: Admin, State(sim): State<Sim>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("runner scale set id", &id)?;
     sim.with_state(|s| s.delete_scale_set(id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 async fn create_session(
+    _: Admin,
     State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     let req: SessionCreateRequest = service_body(&body)?;
     if req.owner_name.trim().is_empty() {
@@ -163,25 +144,19 @@ async fn create_session(
 }
 
 async fn refresh_session(
+    _: Admin,
     State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     Ok(Json(sim.with_state(|s| s.refresh_session(id, &session))?).into_response())
 }
 
 async fn delete_session(
+    _: Admin,
     State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
     Path((id, session)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     sim.with_state(|s| s.delete_session(id, &session))?;
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -210,14 +185,7 @@ async fn acquire_jobs(
     Ok(Json(ListResponse::new(acquired)).into_response())
 }
 
-async fn acquirable_jobs(
-    State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
+async fn acquirable_jobs(_: Admin, State(sim): State<Sim>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let id = parse_id("runner scale set id", &id)?;
     let ids = sim.with_state(|s| s.scale_set(id).map(|_| s.acquirable_jobs(id)))?;
     if ids.is_empty() {
@@ -231,26 +199,17 @@ async fn acquirable_jobs(
 }
 
 async fn generate_jit_config(
+    _: Admin,
     State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
     Path(id): Path<String>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner scale set id", &id)?;
     let req: JitConfigRequest = service_body(&body)?;
     Ok(Json(sim.with_state(|s| s.generate_jit_config(id, &req.name, &req.work_folder))?).into_response())
 }
 
-async fn runner_groups(
-    State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
-) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
+async fn runner_groups(Admin(q): Admin, State(sim): State<Sim>) -> Result<Response, ApiError> {
     let groups = sim.with_state(|s| match q.get("groupName") {
         Some(name) => s.runner_group_by_name(name),
         None => s.runner_groups.clone(),
@@ -258,13 +217,7 @@ async fn runner_groups(
     Ok(Json(ListResponse::new(groups)).into_response())
 }
 
-async fn list_runners(
-    State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
-) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
+async fn list_runners(Admin(q): Admin, State(sim): State<Sim>) -> Result<Response, ApiError> {
     let runners = sim.with_state(|s| match q.get("agentName") {
         Some(name) => s.runners_by_name(name),
         None => s.runners().iter().filter_map(|r| s.runner(r.id).ok()).collect(),
@@ -273,25 +226,19 @@ async fn list_runners(
 }
 
 async fn get_runner(
+    _: Admin,
     State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
     Path((_pool, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner id", &id)?;
     Ok(Json(sim.with_state(|s| s.runner(id))?).into_response())
 }
 
 async fn remove_runner(
+    _: Admin,
     State(sim): State<Sim>,
-    method: Method,
-    headers: HeaderMap,
-    Query(q): Q,
     Path((_pool, id)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
-    admin(&sim, &headers, &method, &q)?;
     let id = parse_id("runner id", &id)?;
     sim.with_state(|s| s.remove_runner(id))?;
     Ok(StatusCode::NO_CONTENT.into_response())
