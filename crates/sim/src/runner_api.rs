@@ -9,6 +9,7 @@
 //! | go online | POST | `_apis/simrunner/runners/{runnerId}/online` | 200 [`OnlineResponse`]; 401 bad token; 404 runner removed |
 //! | wait for a job | GET | `_apis/simrunner/runners/{runnerId}/job?waitMs=N` | 200 [`AssignedJob`]; 202 none yet; 404 runner removed |
 //! | stream log lines | POST | `_apis/simrunner/runners/{runnerId}/jobs/{requestId}/log` | 204 ([`LogLines`] body) |
+//! | renew the job lock | POST | `_apis/simrunner/runners/{runnerId}/jobs/{requestId}/renew` | 204 (a running job whose runner is silent for `lostAfterMs` is lost) |
 //! | finish the job | POST | `_apis/simrunner/runners/{runnerId}/jobs/{requestId}/complete` | 204 ([`CompleteRequest`] body) |
 //! | go offline | POST | `_apis/simrunner/runners/{runnerId}/offline` | 204 |
 //!

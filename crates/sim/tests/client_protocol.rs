@@ -1125,3 +1125,51 @@ async fn s66_http_proxy_for_plain_http() {
     assert_eq!(proxy.requests().len(), 3);
     let _ = DEFAULT_PAT;
 }
+
+#[tokio::test]
+async fn s79_unclaimed_job_is_cancelled_and_reassigned() {
+    let s = sim_with(SimSettings {
+        long_poll_ms: 300,
+        reassign_after_ms: 150,
+        ..Default::default()
+    })
+    .await;
+    let client = pat_client(&s);
+    let id = create_set(&client, "reassign").await;
+    let mut session = MessageSession::open(client, id, "o").await.unwrap();
+    let job = queue(&s, 1, "reassign")[0];
+    let mut kinds = Vec::new();
+    let mut last = 0;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while kinds.len() < 3 && Instant::now() < deadline {
+        if let Some(msg) = session.get_message(last, 1).await.unwrap() {
+            last = msg.message_id;
+            session.delete_message(last).await.unwrap();
+            for j in msg.job_messages().unwrap() {
+                match j {
+                    JobMessage::Assigned(a) => kinds.push(("assigned", a.base.runner_request_id, None)),
+                    JobMessage::Completed(c) => kinds.push((
+                        "completed",
+                        c.base.runner_request_id,
+                        Some((c.result, c.base.runner_assign_time)),
+                    )),
+                    _ => {}
+                }
+            }
+        }
+    }
+    assert_eq!(kinds.len(), 3, "{kinds:?}");
+    assert_eq!((kinds[0].0, kinds[0].1), ("assigned", job));
+    assert_eq!((kinds[1].0, kinds[1].1), ("completed", job));
+    assert_eq!(
+        kinds[1].2,
+        Some(("canceled".to_owned(), None)),
+        "cancelled without runnerAssignTime"
+    );
+    assert_eq!(
+        (kinds[2].0, kinds[2].1),
+        ("assigned", job),
+        "the same job is assigned again"
+    );
+    assert_eq!(s.sim.with_state(|st| st.job(job).unwrap().reassignments), 1);
+}
