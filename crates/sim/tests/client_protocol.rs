@@ -1173,3 +1173,40 @@ async fn s79_unclaimed_job_is_cancelled_and_reassigned() {
     );
     assert_eq!(s.sim.with_state(|st| st.job(job).unwrap().reassignments), 1);
 }
+
+#[tokio::test]
+async fn faults_latency_and_malformed_bodies() {
+    let s = sim().await;
+    let client = pat_client(&s);
+    let id = create_set(&client, "lat").await;
+    let mut session = MessageSession::open(client.clone(), id, "o").await.unwrap();
+    // Latency: the call still succeeds, it just takes longer.
+    fault(
+        &s,
+        r#"{"path":"/runnerscalesets","method":"GET","kind":"latency","ms":400,"times":1}"#,
+    );
+    let start = Instant::now();
+    assert!(client.get_runner_scale_set(1, "lat").await.unwrap().is_some());
+    assert!(start.elapsed() >= Duration::from_millis(400), "{:?}", start.elapsed());
+    // A malformed 200 on the poll is a decode error (not retried, not a crash), and the session
+    // keeps working afterwards.
+    fault(
+        &s,
+        r#"{"path":"/broker/scalesets/message","method":"GET","kind":"malformed","times":1}"#,
+    );
+    queue(&s, 1, "lat");
+    let err = session.get_message(0, 1).await.unwrap_err();
+    assert!(err.to_string().contains("decod"), "{err}");
+    assert_eq!(
+        calls_to(&s, "/broker/scalesets/message").len(),
+        1,
+        "a malformed body is not retried"
+    );
+    assert!(session.get_message(0, 1).await.unwrap().is_some());
+    // A malformed admin answer is a decode error too.
+    fault(
+        &s,
+        r#"{"path":"/runnerscalesets","method":"GET","kind":"malformed","body":"{\"count\":\"many\"}","times":1}"#,
+    );
+    assert!(client.get_runner_scale_set(1, "lat").await.is_err());
+}
