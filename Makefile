@@ -2,7 +2,7 @@
 CARGO ?= cargo
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: deps demo test lint fmt bench build
+.PHONY: deps demo test lint fmt bench build cluster-up cluster-down
 
 deps:
 	@scripts/ensure-deps
@@ -14,9 +14,16 @@ build: deps
 demo: deps
 	$(CARGO) run --locked -p rarc-sim -- demo
 
-## Every test suite.
+## Every test suite (starts and stops the real test cluster of tests/cluster around them).
 test: deps
-	$(CARGO) test --workspace --locked --no-fail-fast
+	scripts/test
+
+## The test cluster alone: `make cluster-up` prints the kubeconfig path.
+cluster-up:
+	tests/cluster/up
+
+cluster-down:
+	tests/cluster/down
 
 lint: deps
 	$(CARGO) fmt --all --check
