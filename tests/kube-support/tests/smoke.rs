@@ -592,3 +592,48 @@ spec:
 
     widgets.delete("w1", &DeleteParams::default()).await.unwrap();
 }
+
+/// `kubectl` and `helm` on PATH (put there by scripts/test) are the cluster's own real builds, and
+/// Helm installs and uninstalls a chart through the API server.
+#[tokio::test]
+async fn kubectl_and_helm_on_path_are_real_builds() {
+    run("smoke-helm", Duration::from_secs(120), |client, ns| async move {
+        let kubeconfig = rarc_kube_test::kubeconfig_location();
+        let tool = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .env("KUBECONFIG", &kubeconfig)
+                .output()
+                .unwrap_or_else(|e| panic!("{program} is not on PATH (run the tests through `make test`): {e}"));
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            assert!(out.status.success(), "{program} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+            text
+        };
+        let version: serde_json::Value = serde_json::from_str(&tool("kubectl", &["version", "-o", "json"])).unwrap();
+        assert_eq!(version["clientVersion"]["gitVersion"], "v1.34.4");
+        assert_eq!(version["serverVersion"]["gitVersion"], "v1.34.4");
+        assert!(tool("helm", &["version", "--short"]).starts_with("v3."));
+        let chart = std::env::temp_dir().join(format!("rarc-smoke-chart-{ns}"));
+        std::fs::create_dir_all(chart.join("templates")).unwrap();
+        std::fs::write(
+            chart.join("Chart.yaml"),
+            "apiVersion: v2\nname: smoke\nversion: 0.1.0\nkubeVersion: \">=1.30.0-0\"\n",
+        )
+        .unwrap();
+        std::fs::write(
+            chart.join("templates/cm.yaml"),
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Release.Name }}-cm\ndata:\n  greeting: {{ .Values.greeting | quote }}\n",
+        )
+        .unwrap();
+        std::fs::write(chart.join("values.yaml"), "greeting: hello\n").unwrap();
+        let chart_path = chart.to_string_lossy().into_owned();
+        tool("helm", &["install", "smoke", &chart_path, "-n", &ns, "--set", "greeting=from-helm", "--wait"]);
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let cm = cms.get("smoke-cm").await.unwrap();
+        assert_eq!(cm.data.unwrap()["greeting"], "from-helm");
+        tool("helm", &["uninstall", "smoke", "-n", &ns, "--wait"]);
+        assert!(cms.get_opt("smoke-cm").await.unwrap().is_none());
+        let _ = std::fs::remove_dir_all(&chart);
+    })
+    .await;
+}
