@@ -637,3 +637,39 @@ async fn kubectl_and_helm_on_path_are_real_builds() {
     })
     .await;
 }
+
+/// A privileged pod runs: containerd grants the capabilities this machine has, although Docker's
+/// `--privileged` fails here for want of CAP_SYS_RESOURCE. The dind sidecar of runner pods needs it.
+#[tokio::test]
+async fn privileged_pod_runs() {
+    run("smoke-priv", Duration::from_secs(120), |client, ns| async move {
+        let pods: Api<Pod> = Api::namespaced(client, &ns);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "priv"},
+            "spec": {
+                "terminationGracePeriodSeconds": 0,
+                "containers": [{
+                    "name": "main", "image": TEST_IMAGE, "imagePullPolicy": "Never",
+                    "command": ["/bin/sleep", "3600"],
+                    "securityContext": {"privileged": true}
+                }]
+            }
+        }))
+        .unwrap();
+        pods.create(&PostParams::default(), &pod).await.unwrap();
+        await_condition(&pods, "priv", conditions::is_pod_running(), Duration::from_secs(60))
+            .await
+            .unwrap();
+        // Privileged means it can do what only privileged containers can: mount a tmpfs.
+        let out = exec(
+            &pods,
+            "priv",
+            Some("main"),
+            ["/bin/sh", "-c", "mkdir -p /m && mount -t tmpfs t /m && echo mounted"],
+        )
+        .await
+        .unwrap();
+        assert_eq!((out.stdout.as_str(), out.exit_code), ("mounted\n", 0), "{out:?}");
+    })
+    .await;
+}
