@@ -1,0 +1,724 @@
+//! The Docker backend against a real dockerd (started by `scripts/dockerd-up`) and rarc-sim
+//! in-process. Runner containers run `rarc-sim runner` from an image built `FROM scratch`
+//! (imported from a tar: the binary, the libraries `ldd` lists, busybox as `/bin/sh`), on the host
+//! network so they reach the simulator on 127.0.0.1.
+//!
+//! Needs root (dockerd) and a built `rarc-sim` binary next to this test's target directory
+//! (`cargo build -p rarc-sim`; `RARC_SIM_BIN` overrides the path). Every container is labelled
+//! `rarc.test.run=<uuid>` and force-removed when the test's guard drops, also on failure; the
+//! image is tagged by the binary's size and mtime, reused, and replaced when the binary changes.
+
+use rarc_actions::scaling::PatchIdState;
+use rarc_actions::types::{JobMessage, Label, RunnerScaleSet, RunnerSetting};
+use rarc_actions::{ActionsClient, ClientConfig, Credentials, MessageSession, ProxyEnv, RetryPolicy, Secret};
+use rarc_listener::backend::Backend;
+use rarc_listener::backend::docker::{ContainerState, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV};
+use rarc_sim::auth::DEFAULT_PAT;
+use rarc_sim::config::SimSettings;
+use rarc_sim::job::{JobSpec, StepSpec};
+use rarc_sim::{SimOptions, SimServer};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+const TEST_LABEL: &str = "rarc.test.run";
+const IMAGE_REPO: &str = "rarc-test/sim-runner";
+/// Bumped when the image's layout changes.
+const IMAGE_REV: u32 = 3;
+
+/// Docker tests share one daemon and measure latencies: one at a time.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+// ---- harness: daemon and image ------------------------------------------------------------------
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// `DOCKER_HOST` of the test daemon (started once per process by `scripts/dockerd-up`).
+fn docker_host() -> &'static str {
+    static HOST: OnceLock<String> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let out = Command::new(repo_root().join("scripts/dockerd-up"))
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/dockerd-up");
+        assert!(out.status.success(), "scripts/dockerd-up failed");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .last()
+            .expect("dockerd-up prints DOCKER_HOST")
+            .trim()
+            .to_owned()
+    })
+}
+
+/// The docker CLI (Debian's, matching the daemon, when installed).
+fn docker_cli() -> Command {
+    let bin = if Path::new("/usr/bin/docker").exists() {
+        "/usr/bin/docker"
+    } else {
+        "docker"
+    };
+    let mut c = Command::new(bin);
+    c.env("DOCKER_HOST", docker_host());
+    c
+}
+
+fn docker_ok(args: &[&str]) -> String {
+    let out = docker_cli().args(args).output().expect("run docker");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn sim_binary() -> PathBuf {
+    if let Ok(p) = std::env::var("RARC_SIM_BIN") {
+        return PathBuf::from(p);
+    }
+    // target/<profile>/deps/docker_backend-<hash> → target/<profile>/rarc-sim
+    let exe = std::env::current_exe().expect("current exe");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let bin = profile_dir.join("rarc-sim");
+    assert!(
+        bin.exists(),
+        "{} is missing: run `cargo build -p rarc-sim` first (or set RARC_SIM_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// The libraries `ldd` lists for `bin` (absolute paths).
+fn shared_libs(bin: &Path) -> Vec<PathBuf> {
+    let out = Command::new("ldd").arg(bin).output().expect("run ldd");
+    let text = String::from_utf8_lossy(&out.stdout);
+    if text.contains("not a dynamic executable") || text.contains("statically linked") {
+        return Vec::new();
+    }
+    text.lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            let path = match l.split_once("=>") {
+                Some((_, rest)) => rest.split_whitespace().next()?,
+                None => l.split_whitespace().next()?,
+            };
+            path.starts_with('/').then(|| PathBuf::from(path))
+        })
+        .collect()
+}
+
+/// Builds (once per binary version) the runner image; returns its tag.
+fn runner_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let bin = sim_binary();
+        let meta = std::fs::metadata(&bin).expect("stat rarc-sim");
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        let tag = format!("{IMAGE_REPO}:r{IMAGE_REV}-{:x}-{:x}", meta.len(), mtime);
+        if docker_cli()
+            .args(["image", "inspect", &tag])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+        {
+            return tag;
+        }
+        // Older builds of the image go.
+        for old in docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO]).lines() {
+            let _ = docker_cli().args(["rmi", "-f", old]).output();
+        }
+        let ctx = tempfile::tempdir().expect("tempdir");
+        let root = ctx.path();
+        let put = |src: &Path, dst: &str| {
+            let to = root.join(dst.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(src, &to).unwrap_or_else(|e| panic!("copy {} → {}: {e}", src.display(), to.display()));
+        };
+        put(&bin, "/usr/local/bin/rarc-sim");
+        for lib in shared_libs(&bin) {
+            put(&lib, lib.to_str().expect("utf-8 path"));
+        }
+        let busybox = Path::new("/bin/busybox");
+        assert!(busybox.exists(), "/bin/busybox missing: apt-get install busybox-static");
+        put(busybox, "/bin/busybox");
+        put(busybox, "/bin/sh");
+        // The HTTP client loads the system roots even for plain http.
+        for certs in ["/etc/ssl/certs/ca-certificates.crt"] {
+            if Path::new(certs).exists() {
+                put(Path::new(certs), certs);
+            }
+        }
+        for dir in ["tmp", "home/runner"] {
+            std::fs::create_dir_all(root.join(dir)).expect("mkdir");
+        }
+        let tarball = tempfile::NamedTempFile::new().expect("temp tar");
+        let tarball_path = tarball.path().to_str().expect("utf-8").to_owned();
+        let status = Command::new("tar")
+            .args(["-C", root.to_str().expect("utf-8"), "-cf", &tarball_path, "."])
+            .status()
+            .expect("tar");
+        assert!(status.success(), "tar of the image root failed");
+        let out = docker_cli()
+            .args([
+                "import",
+                "--change",
+                r#"ENTRYPOINT ["/usr/local/bin/rarc-sim","runner"]"#,
+                "--change",
+                "ENV RUNNER_ROOT=/home/runner",
+                "--change",
+                "ENV PATH=/usr/local/bin:/bin",
+                "--change",
+                "WORKDIR /home/runner",
+                &tarball_path,
+                &tag,
+            ])
+            .output()
+            .expect("docker import");
+        assert!(
+            out.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tag
+    })
+}
+
+// ---- harness: one test's world -----------------------------------------------------------------
+
+/// A simulator, an Actions client and a label that marks every container of this test. Dropping
+/// it force-removes those containers (also when the test panics).
+struct World {
+    server: SimServer,
+    client: ActionsClient,
+    run: String,
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        sweep(&self.run);
+    }
+}
+
+fn sweep_all() {
+    remove_matching(&format!("label={TEST_LABEL}"));
+}
+
+fn sweep(run: &str) {
+    remove_matching(&format!("label={TEST_LABEL}={run}"));
+}
+
+fn remove_matching(filter: &str) {
+    if let Ok(out) = docker_cli().args(["ps", "-aq", "--filter", filter]).output() {
+        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        if !ids.is_empty() {
+            let _ = docker_cli().args(["rm", "-f", "-v"]).args(&ids).output();
+        }
+    }
+}
+
+async fn world() -> World {
+    captured_logs();
+    docker_host();
+    runner_image();
+    // Tests run one at a time: whatever an earlier (crashed) test left goes.
+    sweep_all();
+    let server = SimServer::start(SimOptions {
+        settings: SimSettings {
+            long_poll_ms: 300,
+            ..SimSettings::default()
+        },
+        ..SimOptions::default()
+    })
+    .await
+    .expect("start rarc-sim");
+    let mut cfg = ClientConfig::new(server.config_url("my-org"), Credentials::Pat(Secret::new(DEFAULT_PAT)));
+    cfg.retry = RetryPolicy {
+        max_retries: 4,
+        wait_min: Duration::from_millis(10),
+        wait_max: Duration::from_millis(300),
+    };
+    cfg.proxy = ProxyEnv::default();
+    cfg.http_timeout = Duration::from_secs(10);
+    let client = ActionsClient::new(cfg).expect("client");
+    World {
+        server,
+        client,
+        run: uuid::Uuid::new_v4().to_string(),
+    }
+}
+
+impl World {
+    async fn scale_set(&self, name: &str) -> i64 {
+        self.client
+            .create_runner_scale_set(&RunnerScaleSet {
+                name: name.into(),
+                runner_group_id: 1,
+                labels: vec![Label::system(name)],
+                runner_setting: RunnerSetting {
+                    disable_update: Some(true),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .await
+            .expect("create scale set")
+            .id
+    }
+
+    fn config(&self, id: i64, name: &str) -> DockerBackendConfig {
+        DockerBackendConfig {
+            scale_set_id: id,
+            scale_set_name: name.into(),
+            runner_image: runner_image().to_owned(),
+            docker_host: Some(docker_host().to_owned()),
+            network_mode: Some("host".into()),
+            extra_labels: BTreeMap::from([(TEST_LABEL.to_owned(), self.run.clone())]),
+            extra_env: BTreeMap::from([("RARC_TEST".to_owned(), "1".to_owned())]),
+            max_runners: 50,
+            ..Default::default()
+        }
+    }
+
+    async fn backend(&self, id: i64, name: &str) -> DockerBackend {
+        DockerBackend::new(self.config(id, name), self.client.clone())
+            .await
+            .expect("docker backend")
+    }
+
+    fn registered_runners(&self, set: i64) -> usize {
+        self.server
+            .sim
+            .with_state(|s| s.runners())
+            .into_iter()
+            .filter(|r| r.scale_set_id == set)
+            .count()
+    }
+
+    fn online_runners(&self, set: i64) -> usize {
+        self.server
+            .sim
+            .with_state(|s| s.runners())
+            .into_iter()
+            .filter(|r| r.scale_set_id == set && r.online)
+            .count()
+    }
+
+    fn queue(&self, count: u32, label: &str, duration_ms: u64) -> Vec<i64> {
+        let req = rarc_sim::state::QueueJobs {
+            count,
+            labels: vec![label.into()],
+            duration_ms: Some(duration_ms),
+            spec: JobSpec {
+                steps: vec![StepSpec {
+                    name: "hello".into(),
+                    run: Some("echo hello from busybox sh".into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        self.server.sim.with_state(|s| s.queue_jobs(&req)).expect("queue jobs")
+    }
+}
+
+async fn running(b: &DockerBackend) -> usize {
+    b.containers()
+        .await
+        .expect("list")
+        .iter()
+        .filter(|c| c.state == ContainerState::Running)
+        .count()
+}
+
+async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The listener loop in miniature: poll messages, forward JobStarted/JobCompleted, apply
+/// `min(min + assigned, max)` with ARC's patch ids, also on empty polls.
+fn drive(
+    backend: Arc<DockerBackend>,
+    client: ActionsClient,
+    set: i64,
+    stop: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut session = MessageSession::open(client, set, "docker-test").await.expect("session");
+        let mut patch = PatchIdState::new(0, 50);
+        let mut last = 0;
+        let mut assigned = session.statistics().map_or(0, |s| s.total_assigned_jobs);
+        while !stop.is_cancelled() {
+            let msg = tokio::select! {
+                () = stop.cancelled() => break,
+                m = session.get_message(last, 50) => m.expect("get message"),
+            };
+            if let Some(msg) = msg {
+                last = msg.message_id;
+                for j in msg.job_messages().expect("job messages") {
+                    match j {
+                        JobMessage::Started(s) => {
+                            patch.job_started();
+                            backend.job_started(&s).await.expect("job_started");
+                        }
+                        JobMessage::Completed(c) => {
+                            patch.job_completed();
+                            backend.job_completed(&c).await.expect("job_completed");
+                        }
+                        _ => {}
+                    }
+                }
+                if let Some(stats) = msg.statistics {
+                    assigned = stats.total_assigned_jobs;
+                }
+                session.delete_message(last).await.expect("delete message");
+            }
+            let (target, patch_id) = patch.next(assigned);
+            backend.apply_desired(target, patch_id).await.expect("apply_desired");
+        }
+        let _ = session.close().await;
+    })
+}
+
+// ---- tests --------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn jobs_get_one_runner_each_and_everything_is_cleaned_up() {
+    let _serial = SERIAL.lock().await;
+    let w = world().await;
+    let set = w.scale_set("dk-jobs").await;
+    let backend = Arc::new(w.backend(set, "dk-jobs").await);
+    let stop = CancellationToken::new();
+    let driver = drive(backend.clone(), w.client.clone(), set, stop.clone());
+
+    let jobs = w.queue(5, "dk-jobs", 500);
+    eventually("every job to complete", Duration::from_secs(60), || async {
+        w.server
+            .sim
+            .with_state(|s| s.jobs())
+            .iter()
+            .filter(|j| jobs.contains(&j.runner_request_id))
+            .all(|j| j.result.is_some())
+    })
+    .await;
+    let done: Vec<_> = w
+        .server
+        .sim
+        .with_state(|s| s.jobs())
+        .into_iter()
+        .filter(|j| jobs.contains(&j.runner_request_id))
+        .collect();
+    assert_eq!(done.len(), 5);
+    for j in &done {
+        assert_eq!(j.runs, 1, "job {} ran {} times", j.runner_request_id, j.runs);
+        assert_eq!(j.result.as_deref(), Some("succeeded"), "job {}", j.runner_request_id);
+    }
+    let runners: HashSet<_> = done.iter().filter_map(|j| j.runner_name.clone()).collect();
+    assert_eq!(runners.len(), 5, "each runner took exactly one job: {runners:?}");
+    assert!(runners.iter().all(|n| n.starts_with("dk-jobs-")), "{runners:?}");
+
+    // Exited runners are removed; with nothing assigned the loop converges to 0 (patch id 0).
+    eventually("no containers left", Duration::from_secs(30), || async {
+        backend.containers().await.expect("list").is_empty()
+    })
+    .await;
+    eventually("no registered runners", Duration::from_secs(10), || async {
+        w.registered_runners(set) == 0
+    })
+    .await;
+    stop.cancel();
+    driver.await.expect("driver");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn patch_id_zero_trims_idle_runners_and_deregisters_them() {
+    let _serial = SERIAL.lock().await;
+    let w = world().await;
+    let set = w.scale_set("dk-down").await;
+    let backend = w.backend(set, "dk-down").await;
+
+    backend.apply_desired(3, 1).await.unwrap();
+    eventually("3 running runners online", Duration::from_secs(30), || async {
+        running(&backend).await == 3 && w.online_runners(set) == 3
+    })
+    .await;
+
+    // A non-zero patch id never scales down.
+    backend.apply_desired(1, 2).await.unwrap();
+    let report = backend.reconcile_now().await.unwrap();
+    assert_eq!((report.live, report.scaled_down), (3, 0), "{report:?}");
+    assert_eq!(w.registered_runners(set), 3);
+
+    backend.apply_desired(1, 0).await.unwrap();
+    eventually("1 runner left", Duration::from_secs(20), || async {
+        backend.containers().await.unwrap().len() == 1 && w.registered_runners(set) == 1
+    })
+    .await;
+    let left = backend.containers().await.unwrap();
+    let registered = w.server.sim.with_state(|s| s.runners());
+    assert_eq!(
+        registered.iter().find(|r| r.scale_set_id == set).map(|r| r.id),
+        left[0].runner_id,
+        "the runner left is the one still registered"
+    );
+
+    backend.apply_desired(0, 0).await.unwrap();
+    eventually("nothing left", Duration::from_secs(20), || async {
+        backend.containers().await.unwrap().is_empty() && w.registered_runners(set) == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_new_instance_adopts_running_containers_without_duplicates() {
+    let _serial = SERIAL.lock().await;
+    let w = world().await;
+    let set = w.scale_set("dk-adopt").await;
+    let first = w.backend(set, "dk-adopt").await;
+    first.apply_desired(3, 1).await.unwrap();
+    eventually("3 running", Duration::from_secs(30), || async {
+        running(&first).await == 3
+    })
+    .await;
+    let before: HashSet<String> = first
+        .containers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.container_id)
+        .collect();
+    first.shutdown().await; // the listener restarts
+    drop(first);
+
+    let second = w.backend(set, "dk-adopt").await;
+    second.apply_desired(3, 7).await.unwrap();
+    let report = second.reconcile_now().await.unwrap();
+    assert_eq!((report.live, report.created), (3, 0), "{report:?}");
+    // More passes (events, resyncs) change nothing either.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after: HashSet<String> = second
+        .containers()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.container_id)
+        .collect();
+    assert_eq!(before, after, "the same containers, adopted");
+    assert_eq!(w.registered_runners(set), 3);
+
+    // Scaling up from there adds only the difference.
+    second.apply_desired(4, 8).await.unwrap();
+    eventually("4 running", Duration::from_secs(30), || async {
+        running(&second).await == 4
+    })
+    .await;
+    assert_eq!(second.containers().await.unwrap().len(), 4);
+
+    second.apply_desired(0, 0).await.unwrap();
+    eventually("nothing left", Duration::from_secs(20), || async {
+        second.containers().await.unwrap().is_empty() && w.registered_runners(set) == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_scale_sets_in_one_process_keep_to_their_own_containers() {
+    let _serial = SERIAL.lock().await;
+    let w = world().await;
+    let (a_id, b_id) = (w.scale_set("dk-a").await, w.scale_set("dk-b").await);
+    let a = w.backend(a_id, "dk-a").await;
+    let b = w.backend(b_id, "dk-b").await;
+    a.apply_desired(2, 1).await.unwrap();
+    b.apply_desired(1, 1).await.unwrap();
+    eventually("2 + 1 running", Duration::from_secs(30), || async {
+        running(&a).await == 2 && running(&b).await == 1
+    })
+    .await;
+    let b_before = b.containers().await.unwrap();
+    assert!(b_before.iter().all(|c| c.runner_name.starts_with("dk-b-")));
+
+    a.apply_desired(0, 0).await.unwrap();
+    eventually("a empty", Duration::from_secs(20), || async {
+        a.containers().await.unwrap().is_empty() && w.registered_runners(a_id) == 0
+    })
+    .await;
+    b.reconcile_now().await.unwrap();
+    assert_eq!(b.containers().await.unwrap(), b_before, "b untouched");
+    assert_eq!(w.registered_runners(b_id), 1);
+
+    b.apply_desired(0, 0).await.unwrap();
+    eventually("b empty", Duration::from_secs(20), || async {
+        b.containers().await.unwrap().is_empty()
+    })
+    .await;
+}
+
+/// A writer collecting every log line of the process (the global subscriber of this binary).
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Captured {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().expect("log buffer")).into_owned()
+    }
+}
+
+/// Installs (once) the global subscriber: `info`, and everything of rarc-listener, into memory.
+fn captured_logs() -> &'static Captured {
+    static LOGS: OnceLock<Captured> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let sink = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("info,rarc_listener=trace"))
+            .with_writer(move || sink.clone())
+            .with_ansi(false)
+            .init();
+        logs
+    })
+}
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("log buffer").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_jit_config_is_in_the_env_only_never_in_labels_or_logs() {
+    let logs = captured_logs();
+    {
+        let _serial = SERIAL.lock().await;
+        let w = world().await;
+        let set = w.scale_set("dk-secret").await;
+        let backend = w.backend(set, "dk-secret").await;
+        backend.apply_desired(1, 1).await.unwrap();
+        eventually("1 running", Duration::from_secs(30), || async {
+            running(&backend).await == 1
+        })
+        .await;
+        let c = backend.containers().await.unwrap().remove(0);
+        let inspect = backend.docker().inspect_container(&c.container_id, None).await.unwrap();
+        let config = inspect.config.unwrap();
+        let jit = config
+            .env
+            .unwrap_or_default()
+            .iter()
+            .find_map(|e| e.strip_prefix(&format!("{JIT_CONFIG_ENV}=")).map(str::to_owned))
+            .expect("JIT config in the env");
+        assert!(jit.len() > 20);
+        let labels = config.labels.unwrap_or_default();
+        assert!(labels.contains_key("rarc.runner.id") && labels.contains_key("rarc.runner.name"));
+        assert_eq!(labels.get("rarc.runner.scale-set-id"), Some(&set.to_string()));
+        for (k, v) in &labels {
+            assert!(!k.contains(&jit) && !v.contains(&jit), "label {k} holds the JIT config");
+        }
+        // The runner's token inside the JIT config must not leak either.
+        backend.apply_desired(0, 0).await.unwrap();
+        eventually("nothing left", Duration::from_secs(20), || async {
+            backend.containers().await.unwrap().is_empty()
+        })
+        .await;
+        let text = logs.text();
+        assert!(text.contains("reconciled"), "the backend logged: {text}");
+        assert!(!text.contains(&jit), "a log line holds the JIT config");
+    }
+}
+
+/// Start latency: `apply_desired(20)` → 20 running containers, against 20 sequential
+/// `docker run -d` of the same image through the CLI. Prints the figures.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn start_latency_of_20_runners() {
+    let _serial = SERIAL.lock().await;
+    let w = world().await;
+    let set = w.scale_set("dk-bench").await;
+    let backend = w.backend(set, "dk-bench").await;
+    // Let the adoption pass finish so it does not count.
+    backend.reconcile_now().await.unwrap();
+
+    let t0 = Instant::now();
+    backend.apply_desired(20, 1).await.unwrap();
+    let mut first_created = None;
+    loop {
+        let cs = backend.containers().await.unwrap();
+        if first_created.is_none() && !cs.is_empty() {
+            first_created = Some(t0.elapsed());
+        }
+        if cs.iter().filter(|c| c.state == ContainerState::Running).count() == 20 {
+            break;
+        }
+        assert!(t0.elapsed() < Duration::from_secs(60), "20 runners did not start");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let backend_total = t0.elapsed();
+    let first_created = first_created.unwrap_or(backend_total);
+    eventually("20 online", Duration::from_secs(30), || async {
+        w.online_runners(set) == 20
+    })
+    .await;
+    let online = t0.elapsed();
+
+    backend.apply_desired(0, 0).await.unwrap();
+    eventually("nothing left", Duration::from_secs(30), || async {
+        backend.containers().await.unwrap().is_empty()
+    })
+    .await;
+
+    // Baseline: the CLI, one `docker run -d` after the other.
+    let image = runner_image();
+    let label = format!("{TEST_LABEL}={}", w.run);
+    let t1 = Instant::now();
+    for i in 0..20 {
+        docker_ok(&[
+            "run",
+            "-d",
+            "--network",
+            "host",
+            "--label",
+            &label,
+            "--name",
+            &format!("dk-bench-cli-{}-{i}", &w.run[..8]),
+            "-e",
+            "RARC_TEST=1",
+            image,
+        ]);
+    }
+    let cli_total = t1.elapsed();
+    let ratio = backend_total.as_secs_f64() / cli_total.as_secs_f64();
+    println!(
+        "docker backend: first container {first_created:?}, 20 running {backend_total:?}, 20 online at the sim {online:?}; \
+         20 sequential `docker run -d`: {cli_total:?}; ratio {ratio:.2}"
+    );
+    sweep(&w.run);
+    assert!(
+        ratio < 1.0,
+        "the backend should beat sequential docker run ({ratio:.2})"
+    );
+}
