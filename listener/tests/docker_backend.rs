@@ -9,14 +9,13 @@
 //! image is tagged by the binary's size and mtime, reused, and replaced when the binary changes.
 
 use rarc_actions::scaling::PatchIdState;
-use rarc_actions::types::{JobMessage, Label, RunnerScaleSet, RunnerSetting};
-use rarc_actions::{ActionsClient, ClientConfig, Credentials, MessageSession, ProxyEnv, RetryPolicy, Secret};
+use rarc_actions::types::JobMessage;
+use rarc_actions::{ActionsClient, MessageSession};
 use rarc_listener::backend::Backend;
 use rarc_listener::backend::docker::{ContainerState, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV};
-use rarc_sim::auth::DEFAULT_PAT;
 use rarc_sim::config::SimSettings;
 use rarc_sim::job::{JobSpec, StepSpec};
-use rarc_sim::{SimOptions, SimServer};
+use rarc_sim::{SimServer, testing};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -237,24 +236,12 @@ async fn world() -> World {
     runner_image();
     // Tests run one at a time: whatever an earlier (crashed) test left goes.
     sweep_all();
-    let server = SimServer::start(SimOptions {
-        settings: SimSettings {
-            long_poll_ms: 300,
-            ..SimSettings::default()
-        },
-        ..SimOptions::default()
+    let server = testing::sim_with(SimSettings {
+        long_poll_ms: 300,
+        ..SimSettings::default()
     })
-    .await
-    .expect("start rarc-sim");
-    let mut cfg = ClientConfig::new(server.config_url("my-org"), Credentials::Pat(Secret::new(DEFAULT_PAT)));
-    cfg.retry = RetryPolicy {
-        max_retries: 4,
-        wait_min: Duration::from_millis(10),
-        wait_max: Duration::from_millis(300),
-    };
-    cfg.proxy = ProxyEnv::default();
-    cfg.http_timeout = Duration::from_secs(10);
-    let client = ActionsClient::new(cfg).expect("client");
+    .await;
+    let client = testing::pat_client(&server);
     World {
         server,
         client,
@@ -264,20 +251,7 @@ async fn world() -> World {
 
 impl World {
     async fn scale_set(&self, name: &str) -> i64 {
-        self.client
-            .create_runner_scale_set(&RunnerScaleSet {
-                name: name.into(),
-                runner_group_id: 1,
-                labels: vec![Label::system(name)],
-                runner_setting: RunnerSetting {
-                    disable_update: Some(true),
-                    ..Default::default()
-                },
-                ..Default::default()
-            })
-            .await
-            .expect("create scale set")
-            .id
+        testing::create_set(&self.client, name).await
     }
 
     fn config(&self, id: i64, name: &str) -> DockerBackendConfig {
