@@ -14,17 +14,30 @@ use std::time::Duration;
 
 /// The §5.1 retry policy scaled down 100× (10, 20, 40, 80 ms between 5 attempts).
 pub fn fast_retry() -> RetryPolicy {
-    RetryPolicy { max_retries: 4, wait_min: Duration::from_millis(10), wait_max: Duration::from_millis(300) }
+    RetryPolicy {
+        max_retries: 4,
+        wait_min: Duration::from_millis(10),
+        wait_max: Duration::from_millis(300),
+    }
 }
 
 /// Starts a simulator with these settings. Panics if it cannot (tests only).
 pub async fn sim_with(settings: SimSettings) -> SimServer {
-    SimServer::start(SimOptions { settings, ..SimOptions::default() }).await.expect("start rarc-sim")
+    SimServer::start(SimOptions {
+        settings,
+        ..SimOptions::default()
+    })
+    .await
+    .expect("start rarc-sim")
 }
 
 /// A simulator with a 200 ms long poll.
 pub async fn sim() -> SimServer {
-    sim_with(SimSettings { long_poll_ms: 200, ..SimSettings::default() }).await
+    sim_with(SimSettings {
+        long_poll_ms: 200,
+        ..SimSettings::default()
+    })
+    .await
 }
 
 /// A client config for `url` with the built-in PAT, [`fast_retry`], no proxy and a 10 s timeout.
@@ -47,14 +60,21 @@ pub fn scale_set_body(name: &str) -> RunnerScaleSet {
         name: name.into(),
         runner_group_id: 1,
         labels: vec![Label::system(name)],
-        runner_setting: RunnerSetting { disable_update: Some(true), ..Default::default() },
+        runner_setting: RunnerSetting {
+            disable_update: Some(true),
+            ..Default::default()
+        },
         ..Default::default()
     }
 }
 
 /// Creates a scale set named `name` through the client; returns its id.
 pub async fn create_set(client: &ActionsClient, name: &str) -> i64 {
-    client.create_runner_scale_set(&scale_set_body(name)).await.expect("create scale set").id
+    client
+        .create_runner_scale_set(&scale_set_body(name))
+        .await
+        .expect("create scale set")
+        .id
 }
 
 /// Adds a fault rule given as JSON (see [`FaultRule`]).
@@ -70,6 +90,10 @@ pub fn calls_to(s: &SimServer, needle: &str) -> Vec<CallRecord> {
 
 /// Queues `count` jobs with the single runs-on label `label`; returns their request ids.
 pub fn queue(s: &SimServer, count: u32, label: &str) -> Vec<i64> {
-    let req = QueueJobs { count, labels: vec![label.into()], ..Default::default() };
+    let req = QueueJobs {
+        count,
+        labels: vec![label.into()],
+        ..Default::default()
+    };
     s.sim.with_state(|st| st.queue_jobs(&req)).expect("queue jobs")
 }
