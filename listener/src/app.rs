@@ -27,7 +27,8 @@ pub enum BackendKind {
     Kubernetes,
     /// Change nothing; log every decision.
     DryRun,
-    // The Docker backend (`backend/docker.rs`) adds its variant here.
+    /// Runner containers on one Docker host (`--docker-config`); no Kubernetes needed.
+    Docker,
 }
 
 /// `rarc-listener`: the scale-set listener.
@@ -41,6 +42,11 @@ pub struct Cli {
     /// Where desired runners go.
     #[arg(long, value_enum, default_value_t = BackendKind::Kubernetes, env = "LISTENER_BACKEND")]
     pub backend: BackendKind,
+
+    /// The Docker backend's settings (JSON: `runnerImage`, `dockerHost`, `containerMode`, limits,
+    /// extra env/volumes…); the scale set id, name and min/max runners come from config.json.
+    #[arg(long, env = "LISTENER_DOCKER_CONFIG", value_name = "PATH")]
+    pub docker_config: Option<String>,
 
     /// Serve /healthz here when metrics are disabled (metrics_addr empty), e.g. `:8081`.
     #[arg(long, env = "LISTENER_HEALTH_ADDR", value_name = "ADDR")]

@@ -125,8 +125,14 @@ pub struct Config {
 }
 
 impl Config {
-    /// Reads, decodes and validates the file at `path`.
+    /// Reads, decodes and validates the file at `path` (for the Kubernetes backend).
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        Self::load_for(path, true)
+    }
+
+    /// Like [`Config::load`]; `kubernetes: false` (the Docker backend) makes the EphemeralRunnerSet
+    /// fields optional.
+    pub fn load_for(path: &Path, kubernetes: bool) -> Result<Self, ConfigError> {
         let bytes = std::fs::read(path).map_err(|source| ConfigError::Read {
             path: path.to_owned(),
             source,
@@ -138,7 +144,7 @@ impl Config {
             },
             other => other,
         })?;
-        config.validate()?;
+        config.validate_for(kubernetes)?;
         Ok(config)
     }
 
@@ -165,13 +171,19 @@ impl Config {
     /// The checks of §2.2, in the spec's order, then the listener's own (max range, log settings,
     /// configure URL syntax, histogram buckets).
     pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for(true)
+    }
+
+    /// [`Config::validate`]; without `kubernetes` the EphemeralRunnerSet namespace and name are
+    /// not required (the Docker backend has none).
+    pub fn validate_for(&self, kubernetes: bool) -> Result<(), ConfigError> {
         if self.configure_url.trim().is_empty() {
             return Err(invalid("configure_url", "is required"));
         }
-        if self.ephemeral_runner_set_namespace.is_empty() {
+        if kubernetes && self.ephemeral_runner_set_namespace.is_empty() {
             return Err(invalid("ephemeral_runner_set_namespace", "is required"));
         }
-        if self.ephemeral_runner_set_name.is_empty() {
+        if kubernetes && self.ephemeral_runner_set_name.is_empty() {
             return Err(invalid("ephemeral_runner_set_name", "is required"));
         }
         if self.runner_scale_set_id == 0 {
@@ -404,6 +416,22 @@ mod tests {
         let c = Config::from_slice(v.to_string().as_bytes())?;
         c.validate()?;
         Ok(c)
+    }
+
+    #[test]
+    fn the_docker_backend_needs_no_ephemeral_runner_set() {
+        let v = with(json!({"ephemeral_runner_set_namespace": "", "ephemeral_runner_set_name": null}));
+        let c = Config::from_slice(v.to_string().as_bytes()).unwrap();
+        assert!(c.validate_for(false).is_ok());
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("ephemeral_runner_set_namespace")
+        );
+        let no_url = with(json!({"configure_url": ""}));
+        let c = Config::from_slice(no_url.to_string().as_bytes()).unwrap();
+        assert!(c.validate_for(false).unwrap_err().to_string().contains("configure_url"));
     }
 
     #[test]

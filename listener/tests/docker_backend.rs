@@ -696,3 +696,85 @@ async fn start_latency_of_20_runners() {
         "the backend should beat sequential docker run ({ratio:.2})"
     );
 }
+
+/// The real binary, `--backend docker`: config.json without the Kubernetes fields plus a Docker
+/// config file; jobs are run by runner containers, everything is cleaned up, SIGTERM exits 0 after
+/// deleting the session.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_binary_runs_jobs_with_the_docker_backend() {
+    let _serial = SERIAL.lock().await;
+    let w = world().await;
+    let set = w.scale_set("dk-bin").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.json");
+    std::fs::write(
+        &config,
+        serde_json::json!({
+            "configure_url": w.server.config_url("my-org"),
+            "github_token": rarc_sim::auth::DEFAULT_PAT,
+            "runner_scale_set_id": set,
+            "runner_scale_set_name": "dk-bin",
+            "min_runners": 0,
+            "max_runners": 10,
+            "log_level": "info",
+            "log_format": "text",
+        })
+        .to_string(),
+    )
+    .expect("write config.json");
+    let docker = dir.path().join("docker.json");
+    std::fs::write(
+        &docker,
+        serde_json::to_string(&w.config(set, "dk-bin")).expect("docker config"),
+    )
+    .expect("write");
+    let bin = env!("CARGO_BIN_EXE_rarc-listener");
+    let mut child = tokio::process::Command::new(bin)
+        .args(["--backend", "docker", "--docker-config"])
+        .arg(&docker)
+        .env("LISTENER_CONFIG_PATH", &config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start rarc-listener");
+    let jobs = w.queue(3, "dk-bin", 200);
+    eventually("every job to complete", Duration::from_secs(60), || async {
+        w.server
+            .sim
+            .with_state(|s| s.jobs())
+            .iter()
+            .filter(|j| jobs.contains(&j.runner_request_id))
+            .all(|j| j.result.as_deref() == Some("succeeded") && j.runs == 1)
+    })
+    .await;
+    eventually("runners deregistered", Duration::from_secs(30), || async {
+        w.server.sim.with_state(|s| s.statistics(set).total_registered_runners) == 0
+    })
+    .await;
+    let pid = child.id().expect("pid").to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().expect("kill");
+    let status = tokio::time::timeout(Duration::from_secs(30), child.wait())
+        .await
+        .expect("exits")
+        .expect("wait");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        w.server.sim.with_state(|s| s.sessions()).is_empty(),
+        "session deleted on SIGTERM"
+    );
+    // A Docker config naming an unknown field is refused, naming it.
+    std::fs::write(&docker, r#"{"runnerImage":"x","bogus":1}"#).expect("write");
+    let out = tokio::process::Command::new(bin)
+        .args(["--backend", "docker", "--docker-config"])
+        .arg(&docker)
+        .env("LISTENER_CONFIG_PATH", &config)
+        .output()
+        .await
+        .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("bogus"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
