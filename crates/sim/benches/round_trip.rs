@@ -63,12 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     cfg.proxy = ProxyEnv::default();
     let client = ActionsClient::new(cfg)?;
     let set = client
-        .create_runner_scale_set(&rarc_actions::types::RunnerScaleSet {
-            name: "bench".into(),
-            runner_group_id: 1,
-            labels: vec![rarc_actions::types::Label::system("bench")],
-            ..Default::default()
-        })
+        .create_runner_scale_set(&rarc_sim::testing::scale_set_body("bench"))
         .await?;
     let mut session = MessageSession::open(client, set.id, "bench").await?;
     let queue = QueueJobs {

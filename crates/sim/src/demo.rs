@@ -8,7 +8,7 @@
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use rarc_actions::scaling::PatchIdState;
-use rarc_actions::types::{JitConfigRequest, JobMessage, Label, RunnerScaleSet, RunnerSetting};
+use rarc_actions::types::{JitConfigRequest, JobMessage};
 use rarc_actions::{ActionsClient, ClientConfig, Credentials, MessageSession, ProxyEnv, Secret};
 use rarc_sim::auth::DEFAULT_PAT;
 use rarc_sim::config::{JobMode, SimSettings};
@@ -69,16 +69,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     cfg.proxy = ProxyEnv::default();
     let client = ActionsClient::new(cfg)?;
     let set = client
-        .create_runner_scale_set(&RunnerScaleSet {
-            name: "rarc-demo".into(),
-            runner_group_id: 1,
-            labels: vec![Label::system("rarc-demo")],
-            runner_setting: RunnerSetting {
-                disable_update: Some(true),
-                ..Default::default()
-            },
-            ..Default::default()
-        })
+        .create_runner_scale_set(&rarc_sim::testing::scale_set_body("rarc-demo"))
         .await?;
     println!("scale set `{}` registered with id {}", set.name, set.id);
     let mut session = MessageSession::open(client.clone(), set.id, "rarc-demo-listener").await?;

@@ -974,6 +974,7 @@ impl State {
                     }
                 }
                 JobMode::Offer => {
+                    let base = self.actions_base();
                     let fresh: Vec<i64> = match self.jobs.get(&id) {
                         Some(j) => matches.iter().copied().filter(|s| !j.offered_to.contains(s)).collect(),
                         None => continue,
@@ -983,10 +984,7 @@ impl State {
                             job.offered_to.push(set);
                             let msg = JobMessage::Available(JobAvailable {
                                 base: job.base(),
-                                acquire_job_url: format!(
-                                    "{}_apis/runtime/runnerscalesets/{set}/acquirejobs",
-                                    self.base_url.clone() + "/" + &self.tenant + "/"
-                                ),
+                                acquire_job_url: format!("{base}_apis/runtime/runnerscalesets/{set}/acquirejobs"),
                             });
                             self.push_message(set, msg);
                         }
@@ -1066,6 +1064,13 @@ impl State {
         }
     }
 
+    /// Replaces the run-time settings; jobs waiting in the queue are placed again under them (a
+    /// change of `mode` takes effect at once).
+    pub fn set_settings(&mut self, settings: SimSettings) {
+        self.settings = settings;
+        self.place_queued_jobs();
+    }
+
     /// Time-driven rules: re-assign jobs no runner took, mark jobs lost whose runner went silent.
     pub fn tick(&mut self) {
         let now_i = Instant::now();
@@ -1077,6 +1082,7 @@ impl State {
                 .filter(|j| j.state == JobState::Assigned && j.assigned_at + after * (j.reassignments + 1) <= now_i)
                 .map(|j| j.request_id)
                 .collect();
+            let requeue = !overdue.is_empty();
             for id in overdue {
                 let Some(job) = self.jobs.get_mut(&id) else { continue };
                 let set = job.scale_set_id;
@@ -1102,7 +1108,9 @@ impl State {
                     self.push_message(set, JobMessage::Completed(done));
                 }
             }
-            self.place_queued_jobs();
+            if requeue {
+                self.place_queued_jobs();
+            }
         }
         if self.settings.lost_after_ms > 0 {
             let after = Duration::from_millis(self.settings.lost_after_ms);
@@ -1337,6 +1345,12 @@ impl State {
                 format!("Job request {request_id} is not assigned to runner {runner_id}."),
             )),
         }
+    }
+
+    /// The runner renews its lock on the job: only checks that the job is its own (being heard
+    /// from is recorded by [`State::authorize_runner`]).
+    pub fn renew_job(&self, runner_id: i64, request_id: i64) -> Result<(), ApiError> {
+        self.runner_job(runner_id, request_id)
     }
 
     pub fn append_log(&mut self, runner_id: i64, request_id: i64, lines: Vec<LogLine>) -> Result<(), ApiError> {
@@ -1588,6 +1602,21 @@ mod tests {
             })
             .is_ok()
         );
+    }
+
+    #[test]
+    fn switching_to_assign_mode_assigns_the_offered_jobs() {
+        let mut s = state(JobMode::Offer);
+        let id = set(&mut s, "x");
+        queue(&mut s, 2, "x");
+        assert_eq!(s.statistics(id).total_available_jobs, 2);
+        let settings = SimSettings {
+            mode: JobMode::Assign,
+            ..s.settings.clone()
+        };
+        s.set_settings(settings);
+        assert_eq!(s.statistics(id).total_assigned_jobs, 2);
+        assert_eq!(s.statistics(id).total_available_jobs, 0);
     }
 
     #[tokio::test(start_paused = true)]

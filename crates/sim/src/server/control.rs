@@ -236,7 +236,7 @@ async fn patch_settings(State(sim): State<Sim>, body: Bytes) -> Result<Response,
         }
     }
     let new: SimSettings = control_body(&Bytes::from(merged.to_string()))?;
-    sim.with_state(|s| s.settings = new.clone());
+    sim.with_state(|s| s.set_settings(new.clone()));
     Ok(Json(new).into_response())
 }
 

@@ -110,7 +110,7 @@ async fn renew(
 ) -> Result<Response, ApiError> {
     let id = runner(&sim, &headers, &id)?;
     let job = parse_id("job request id", &job)?;
-    sim.with_state(|s| s.append_log(id, job, Vec::new()))?;
+    sim.with_state(|s| s.renew_job(id, job))?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
