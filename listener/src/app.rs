@@ -3,13 +3,17 @@
 
 use crate::backend::Backend;
 use crate::config::{Config, ConfigError};
-use crate::health::{AdminServer, Health, ServerError, router};
+use crate::health::{AdminServer, Health, ServerError, router_for};
 use crate::listener::{ConflictRetry, Listener, ListenerError, ListenerSettings, Stopped};
 use crate::metrics::{BaseLabels, Metrics};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
 use rarc_actions::{ActionsClient, ClientConfig, UserAgentInfo};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// The message printed (to stderr) when no config path is given; exit code 1.
 pub const MISSING_CONFIG_PATH: &str = "Error: LISTENER_CONFIG_PATH environment variable is not set";
@@ -82,6 +86,15 @@ pub enum AppError {
     Server(#[source] ServerError),
     #[error(transparent)]
     Listener(#[from] ListenerError),
+    #[error(
+        "metrics_addr {addr}: scale set {scale_set} serves metrics on {endpoint} but another scale set on the same address uses {other}; give them the same metrics_endpoint or different addresses"
+    )]
+    SharedAddress {
+        addr: String,
+        scale_set: String,
+        endpoint: String,
+        other: String,
+    },
 }
 
 /// Options of [`run`] that do not come from config.json.
@@ -150,6 +163,12 @@ pub fn actions_client(config: &Config, retry: Option<rarc_actions::RetryPolicy>)
     ActionsClient::new(cc).map_err(AppError::Client)
 }
 
+/// One scale set of [`run_many`]: its config.json and where its runners go.
+pub struct ScaleSet<B> {
+    pub config: Config,
+    pub backend: B,
+}
+
 /// Runs the listener of `config` with `backend` until `shutdown` or a fatal error, with the
 /// metrics/health server alongside (stopped when the listener returns).
 pub async fn run<B: Backend>(
@@ -158,56 +177,143 @@ pub async fn run<B: Backend>(
     options: RunOptions,
     shutdown: CancellationToken,
 ) -> Result<Stopped, AppError> {
-    let client = actions_client(config, options.retry)?;
-    let health = Health::new(options.health_deadline);
-    let metrics = (!config.metrics_addr.is_empty())
-        .then(|| Arc::new(Metrics::new(config.metrics.as_ref(), BaseLabels::from_config(config))));
-    let server_addr = if config.metrics_addr.is_empty() {
-        options.health_addr.clone()
-    } else {
-        Some(config.metrics_addr.clone())
+    let set = ScaleSet {
+        config: config.clone(),
+        backend,
     };
-    let server_stop = CancellationToken::new();
-    let server = match server_addr {
-        Some(addr) => {
-            let app = router(metrics.clone(), &config.metrics_endpoint(), health.clone());
-            let server = AdminServer::bind(&addr, app).await.map_err(AppError::Server)?;
-            Some(tokio::spawn(server.serve(server_stop.clone())))
-        }
-        None => None,
-    };
+    run_many(vec![set], options, shutdown).await
+}
+
+/// What one admin address serves.
+#[derive(Default)]
+struct Served {
+    endpoint: Option<String>,
+    metrics: Vec<Arc<Metrics>>,
+    health: Vec<(String, Health)>,
+}
+
+/// Runs one listener per scale set, concurrently, until `shutdown` or a fatal error of any of
+/// them. A fatal error stops the others too (each deletes its session) and is returned: the
+/// process exits 1 and its supervisor restarts it, as with ARC's one-pod-per-set contract.
+///
+/// Sets with the same `metrics_addr` share one server: one exposition on their (equal)
+/// `metrics_endpoint`, told apart by the `name` label, and a `/healthz` that is healthy only
+/// while every one of them is. Sets without metrics get `/healthz` on `options.health_addr`.
+pub async fn run_many<B: Backend>(
+    sets: Vec<ScaleSet<B>>,
+    options: RunOptions,
+    shutdown: CancellationToken,
+) -> Result<Stopped, AppError> {
     let owner = options.owner.clone().unwrap_or_else(owner_name);
-    tracing::info!(
-        scale_set = config.runner_scale_set_id,
-        owner = %owner,
-        min_runners = config.min_runners,
-        max_runners = config.max_runners,
-        runner_set = %config.ephemeral_runner_set_name,
-        namespace = %config.ephemeral_runner_set_namespace,
-        "starting listener"
-    );
-    let mut settings = ListenerSettings::new(
-        config.runner_scale_set_id,
-        config.min_runners,
-        config.max_runners,
-        owner,
-    );
-    settings.conflict_retry = options.conflict_retry;
-    settings.close_timeout = options.close_timeout;
-    let mut listener = Listener::new(client, backend, settings)
-        .with_health(health)
-        .with_shutdown(shutdown);
-    if let Some(m) = metrics {
-        listener = listener.with_metrics(m);
+    let mut served: BTreeMap<String, Served> = BTreeMap::new();
+    let mut listeners = Vec::with_capacity(sets.len());
+    // Cancelled by `shutdown`, or by us when one listener fails.
+    let stop_all = shutdown.child_token();
+    for ScaleSet { config, backend } in sets {
+        let client = actions_client(&config, options.retry)?;
+        let health = Health::new(options.health_deadline);
+        let name = set_name(&config);
+        let metrics = (!config.metrics_addr.is_empty())
+            .then(|| Arc::new(Metrics::new(config.metrics.as_ref(), BaseLabels::from_config(&config))));
+        let addr = if config.metrics_addr.is_empty() {
+            options.health_addr.clone()
+        } else {
+            Some(config.metrics_addr.clone())
+        };
+        if let Some(addr) = addr {
+            let entry = served.entry(addr.clone()).or_default();
+            if let Some(m) = &metrics {
+                let endpoint = config.metrics_endpoint();
+                match &entry.endpoint {
+                    Some(other) if *other != endpoint => {
+                        return Err(AppError::SharedAddress {
+                            addr,
+                            scale_set: name,
+                            endpoint,
+                            other: other.clone(),
+                        });
+                    }
+                    _ => entry.endpoint = Some(endpoint),
+                }
+                entry.metrics.push(m.clone());
+            }
+            entry.health.push((name.clone(), health.clone()));
+        }
+        tracing::info!(
+            scale_set = config.runner_scale_set_id,
+            scale_set_name = %name,
+            owner = %owner,
+            min_runners = config.min_runners,
+            max_runners = config.max_runners,
+            runner_set = %config.ephemeral_runner_set_name,
+            namespace = %config.ephemeral_runner_set_namespace,
+            "starting listener"
+        );
+        let mut settings = ListenerSettings::new(
+            config.runner_scale_set_id,
+            config.min_runners,
+            config.max_runners,
+            owner.clone(),
+        );
+        settings.conflict_retry = options.conflict_retry;
+        settings.close_timeout = options.close_timeout;
+        let mut listener = Listener::new(client, backend, settings)
+            .with_health(health)
+            .with_shutdown(stop_all.clone());
+        if let Some(m) = metrics {
+            listener = listener.with_metrics(m);
+        }
+        let span = tracing::info_span!("listener", scale_set = config.runner_scale_set_id, scale_set_name = %name);
+        listeners.push(listener.run().instrument(span));
     }
-    let result = listener.run().await;
+    let single = served.len() == 1 && listeners.len() == 1;
+    let server_stop = CancellationToken::new();
+    let mut servers = Vec::new();
+    for (addr, s) in served {
+        let health = if single {
+            // One set: the stall message needs no name (ARC-shaped single-listener process).
+            s.health.into_iter().map(|(_, h)| (String::new(), h)).collect()
+        } else {
+            s.health
+        };
+        let endpoint = s
+            .endpoint
+            .unwrap_or_else(|| crate::config::DEFAULT_METRICS_ENDPOINT.to_owned());
+        let app = router_for(s.metrics, &endpoint, health);
+        let server = AdminServer::bind(&addr, app).await.map_err(AppError::Server)?;
+        servers.push(tokio::spawn(server.serve(server_stop.clone())));
+    }
+    let mut running: FuturesUnordered<_> = listeners.into_iter().collect();
+    let mut first_error = None;
+    while let Some(result) = running.next().await {
+        if let Err(e) = result
+            && first_error.is_none()
+        {
+            // Stop the others cleanly (their sessions are deleted), then report this one.
+            stop_all.cancel();
+            first_error = Some(e);
+        }
+    }
     server_stop.cancel();
-    if let Some(task) = server
-        && let Err(e) = task.await
-    {
-        tracing::warn!(error = %e, "admin server task failed");
+    for task in servers {
+        if let Err(e) = task.await {
+            tracing::warn!(error = %e, "admin server task failed");
+        }
     }
-    Ok(result?)
+    match first_error {
+        Some(e) => Err(e.into()),
+        None => Ok(Stopped::Shutdown),
+    }
+}
+
+/// The name a scale set is shown under: `runner_scale_set_name`, else the EphemeralRunnerSet
+/// name, else `scale-set-<id>`.
+pub fn set_name(config: &Config) -> String {
+    [&config.runner_scale_set_name, &config.ephemeral_runner_set_name]
+        .into_iter()
+        .find(|n| !n.is_empty())
+        .cloned()
+        .unwrap_or_else(|| format!("scale-set-{}", config.runner_scale_set_id))
 }
 
 /// Installs the tracing subscriber of `log_level` / `log_format` (stdout; `RUST_LOG` overrides

@@ -72,38 +72,55 @@ impl Default for Health {
 
 #[derive(Clone)]
 struct AppState {
-    metrics: Option<Arc<Metrics>>,
-    health: Health,
+    metrics: Arc<Vec<Arc<Metrics>>>,
+    health: Arc<Vec<(String, Health)>>,
 }
 
-/// The router: `endpoint` (metrics, when `metrics` is given) and `/healthz`.
+/// The router of one scale set: `endpoint` (metrics, when `metrics` is given) and `/healthz`.
 pub fn router(metrics: Option<Arc<Metrics>>, endpoint: &str, health: Health) -> Router {
+    router_for(metrics.into_iter().collect(), endpoint, vec![(String::new(), health)])
+}
+
+/// The router of several scale sets on one address: their metrics on `endpoint` (one exposition,
+/// the `name` label tells them apart) and `/healthz`, healthy only while every set's loop is.
+/// `health` pairs each heartbeat with the scale set name shown when it stalls.
+pub fn router_for(metrics: Vec<Arc<Metrics>>, endpoint: &str, health: Vec<(String, Health)>) -> Router {
     let mut router = Router::new().route(HEALTHZ, get(healthz));
-    if metrics.is_some() {
+    if !metrics.is_empty() {
         router = router.route(endpoint, get(render_metrics));
     }
-    router.with_state(AppState { metrics, health })
+    router.with_state(AppState {
+        metrics: Arc::new(metrics),
+        health: Arc::new(health),
+    })
 }
 
 async fn healthz(State(state): State<AppState>) -> impl IntoResponse {
-    if state.health.is_healthy() {
+    let stalled: Vec<String> = state
+        .health
+        .iter()
+        .filter(|(_, h)| !h.is_healthy())
+        .map(|(name, h)| {
+            let secs = h.since_last_beat().as_secs();
+            if name.is_empty() {
+                format!("listener loop stalled: no progress for {secs} s\n")
+            } else {
+                format!("listener loop stalled: scale set {name}: no progress for {secs} s\n")
+            }
+        })
+        .collect();
+    if stalled.is_empty() {
         (StatusCode::OK, "ok\n".to_owned())
     } else {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!(
-                "listener loop stalled: no progress for {} s\n",
-                state.health.since_last_beat().as_secs()
-            ),
-        )
+        (StatusCode::SERVICE_UNAVAILABLE, stalled.concat())
     }
 }
 
 async fn render_metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.metrics.map(|m| m.render()).unwrap_or_default();
+    let sets: Vec<&Metrics> = state.metrics.iter().map(AsRef::as_ref).collect();
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        body,
+        crate::metrics::render_all(&sets),
     )
 }
 
@@ -198,6 +215,34 @@ mod tests {
             404,
             "no metrics route when metrics are disabled"
         );
+        stop.cancel();
+        task.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn one_server_for_several_sets_names_the_stalled_one() {
+        let linux = Health::new(Duration::from_secs(60));
+        let gpu = Health::new(Duration::from_millis(200));
+        let app = router_for(
+            vec![],
+            "/metrics",
+            vec![("linux".into(), linux.clone()), ("gpu".into(), gpu.clone())],
+        );
+        let server = AdminServer::bind("127.0.0.1:0", app).await.unwrap();
+        let addr = server.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(server.serve(stop.clone()));
+        let url = format!("http://{addr}{HEALTHZ}");
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        linux.beat();
+        let r = reqwest::get(&url).await.unwrap();
+        assert_eq!(r.status(), 503);
+        let body = r.text().await.unwrap();
+        assert!(body.contains("scale set gpu: no progress"), "{body}");
+        assert!(!body.contains("linux"), "{body}");
+        gpu.beat();
+        assert_eq!(reqwest::get(&url).await.unwrap().status(), 200);
         stop.cancel();
         task.await.unwrap();
     }

@@ -1,39 +1,67 @@
-//! `rarc-listener`: reads config.json, serves one scale set until SIGTERM/SIGINT.
+//! `rarc-listener`: reads config.json, serves one scale set until SIGTERM/SIGINT (with the Docker
+//! backend, optionally several: the `scaleSets` of `--docker-config`).
 //!
 //! Exit codes: 0 after a signal-initiated shutdown (the session is deleted first); 1 on a missing
 //! or invalid config and on any fatal error (the controller recreates the pod).
 
 use anyhow::Context;
 use clap::Parser;
-use rarc_listener::app::{self, BackendKind, Cli, MISSING_CONFIG_PATH, RunOptions};
-use rarc_listener::backend::docker::{DockerBackend, DockerBackendConfig};
+use rarc_listener::app::{self, BackendKind, Cli, MISSING_CONFIG_PATH, RunOptions, ScaleSet};
+use rarc_listener::backend::docker::DockerBackend;
+use rarc_listener::backend::docker::scale_sets::{self, DockerScaleSet};
 use rarc_listener::backend::kubernetes::KubernetesBackend;
 use rarc_listener::backend::recording::DryRunBackend;
 use rarc_listener::config::Config;
+use rarc_listener::listener::error_chain;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use tokio_util::sync::CancellationToken;
+
+/// What this process serves.
+enum Served {
+    /// One scale set (Kubernetes and dry-run backends: ARC's one-listener-per-set contract).
+    One(Box<Config>),
+    /// The scale sets of the Docker config.
+    Docker(Vec<DockerScaleSet>),
+}
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    let Some(path) = cli
-        .config
-        .clone()
-        .filter(|p| !p.is_empty())
-        .map(std::path::PathBuf::from)
-    else {
-        eprintln!("{MISSING_CONFIG_PATH}");
-        return ExitCode::FAILURE;
-    };
-    let config = match Config::load_for(&path, cli.backend != BackendKind::Docker) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("Error: {}", rarc_listener::listener::error_chain(&e));
+    let config_path = cli.config.clone().filter(|p| !p.is_empty()).map(PathBuf::from);
+    let docker_path = cli.docker_config.clone().filter(|p| !p.is_empty()).map(PathBuf::from);
+    let loaded = match (cli.backend, docker_path, config_path) {
+        (BackendKind::Docker, Some(docker), config) => scale_sets::load(&docker, config.as_deref())
+            .map(Served::Docker)
+            .map_err(|e| error_chain(&e)),
+        (BackendKind::Docker, None, _) => {
+            Err("--backend docker needs --docker-config PATH (or LISTENER_DOCKER_CONFIG)".to_owned())
+        }
+        (_, _, Some(path)) => Config::load(&path)
+            .map(|c| Served::One(Box::new(c)))
+            .map_err(|e| error_chain(&e)),
+        (_, _, None) => {
+            eprintln!("{MISSING_CONFIG_PATH}");
             return ExitCode::FAILURE;
         }
     };
-    app::init_tracing(&config.log_level(), &config.log_format());
-    match run(cli, config).await {
+    let served = match loaded {
+        Ok(served) => served,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Logging follows the (first) scale set's config.json.
+    let logging = match &served {
+        Served::One(config) => config,
+        Served::Docker(sets) => match sets.first() {
+            Some(set) => &set.listener,
+            None => return ExitCode::FAILURE,
+        },
+    };
+    app::init_tracing(&logging.log_level(), &logging.log_format());
+    match run(cli, served).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "listener exited with an error");
@@ -43,58 +71,47 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli, config: Config) -> anyhow::Result<()> {
-    // Before any network call: vault credentials are not supported.
-    config.credentials()?;
+async fn run(cli: Cli, served: Served) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(signals(shutdown.clone()));
     let options = RunOptions::from_cli(&cli);
-    let ns = &config.ephemeral_runner_set_namespace;
-    let name = &config.ephemeral_runner_set_name;
-    match cli.backend {
-        BackendKind::Kubernetes => {
-            let backend = KubernetesBackend::connect(ns, name).await?;
-            app::run(&config, backend, options, shutdown).await?;
+    match (cli.backend, served) {
+        (BackendKind::Docker, Served::Docker(sets)) => {
+            // Before any network call: vault credentials are not supported.
+            for set in &sets {
+                set.listener
+                    .credentials()
+                    .with_context(|| format!("listener config {}", set.listener_path.display()))?;
+            }
+            tokio::spawn(signals(shutdown.clone()));
+            let mut docker_sets = Vec::with_capacity(sets.len());
+            for set in sets {
+                let client = app::actions_client(&set.listener, None)?;
+                let backend = DockerBackend::new(set.docker, client).await?;
+                docker_sets.push(ScaleSet {
+                    config: set.listener,
+                    backend,
+                });
+            }
+            app::run_many(docker_sets, options, shutdown).await?;
         }
-        BackendKind::DryRun => {
-            app::run(&config, DryRunBackend, options, shutdown).await?;
+        (backend, Served::One(config)) => {
+            config.credentials()?;
+            tokio::spawn(signals(shutdown.clone()));
+            if backend == BackendKind::DryRun {
+                app::run(&config, DryRunBackend, options, shutdown).await?;
+            } else {
+                let (ns, name) = (
+                    &config.ephemeral_runner_set_namespace,
+                    &config.ephemeral_runner_set_name,
+                );
+                let backend = KubernetesBackend::connect(ns, name).await?;
+                app::run(&config, backend, options, shutdown).await?;
+            }
         }
-        BackendKind::Docker => {
-            let backend = docker_backend(&cli, &config).await?;
-            app::run(&config, backend, options, shutdown).await?;
-        }
+        (backend, Served::Docker(_)) => anyhow::bail!("the {backend:?} backend serves one config.json"),
     }
     tracing::info!("listener stopped");
     Ok(())
-}
-
-/// The Docker backend for the scale set of `config`, with the settings of `--docker-config`.
-async fn docker_backend(cli: &Cli, config: &Config) -> anyhow::Result<DockerBackend> {
-    let path = cli
-        .docker_config
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .context("--backend docker needs --docker-config PATH (or LISTENER_DOCKER_CONFIG)")?;
-    let bytes = std::fs::read(path).with_context(|| format!("reading the Docker config {path}"))?;
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    let mut docker: DockerBackendConfig = serde_path_to_error::deserialize(de)
-        .map_err(|e| anyhow::anyhow!("Docker config {path}: field `{}`: {}", e.path(), e.inner()))?;
-    // config.json is the authority on which scale set this is.
-    docker.scale_set_id = config.runner_scale_set_id;
-    if docker.scale_set_name.is_empty() {
-        docker.scale_set_name = if config.runner_scale_set_name.is_empty() {
-            format!("scale-set-{}", config.runner_scale_set_id)
-        } else {
-            config.runner_scale_set_name.clone()
-        };
-    }
-    docker.min_runners = config.min_runners;
-    docker.max_runners = config.max_runners;
-    docker
-        .validate()
-        .map_err(|e| anyhow::anyhow!("Docker config {path}: {e}"))?;
-    let client = app::actions_client(config, None)?;
-    Ok(DockerBackend::new(docker, client).await?)
 }
 
 /// The first SIGTERM/SIGINT cancels `shutdown`; a second one exits at once with code 1.

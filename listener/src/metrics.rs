@@ -159,10 +159,17 @@ pub struct BaseLabels {
 }
 
 impl BaseLabels {
-    /// enterprise/organization/repository from `configure_url`; name/namespace of the ERS.
+    /// enterprise/organization/repository from `configure_url`; name/namespace of the ERS (the
+    /// Docker backend has none: `name` is then the scale set name).
     pub fn from_config(config: &Config) -> Self {
+        // The Docker backend has no EphemeralRunnerSet: the scale set's name tells sets apart.
+        let name = if config.ephemeral_runner_set_name.is_empty() {
+            config.runner_scale_set_name.clone()
+        } else {
+            config.ephemeral_runner_set_name.clone()
+        };
         let mut labels = Self {
-            name: config.ephemeral_runner_set_name.clone(),
+            name,
             namespace: config.ephemeral_runner_set_namespace.clone(),
             ..Self::default()
         };
@@ -394,34 +401,63 @@ impl Metrics {
 
     /// The Prometheus text exposition (format 0.0.4). Families without samples are omitted.
     pub fn render(&self) -> String {
-        let families = self.lock();
-        let mut out = String::new();
-        for f in families.iter().filter(|f| !f.series.is_empty()) {
-            let name = f.known.name;
-            let _ = writeln!(out, "# HELP {name} {}", escape_help(f.known.help));
-            let _ = writeln!(out, "# TYPE {name} {}", f.known.kind.as_str());
-            for (values, series) in &f.series {
-                let labels = render_labels(&f.labels, values, None);
-                match series {
-                    Series::Value(v) => {
-                        let _ = writeln!(out, "{name}{labels} {}", fmt_f64(*v));
-                    }
-                    Series::Histogram { counts, sum, count } => {
-                        let mut cumulative = 0u64;
-                        for (bound, c) in f.buckets.iter().zip(counts) {
-                            cumulative += c;
-                            let l = render_labels(&f.labels, values, Some(&fmt_f64(*bound)));
-                            let _ = writeln!(out, "{name}_bucket{l} {cumulative}");
-                        }
-                        let l = render_labels(&f.labels, values, Some("+Inf"));
-                        let _ = writeln!(out, "{name}_bucket{l} {count}");
-                        let _ = writeln!(out, "{name}_sum{labels} {}", fmt_f64(*sum));
-                        let _ = writeln!(out, "{name}_count{labels} {count}");
-                    }
-                }
+        render_all(&[self])
+    }
+}
+
+/// The exposition of several scale sets' metrics on one endpoint (Docker backend, one process
+/// serving several sets): each family's `HELP`/`TYPE` once, then the series of every set, told
+/// apart by their `name` label.
+pub fn render_all(sets: &[&Metrics]) -> String {
+    let guards: Vec<_> = sets.iter().map(|m| m.lock()).collect();
+    let mut names: Vec<&'static str> = Vec::new();
+    for families in &guards {
+        for f in families.iter() {
+            if !names.contains(&f.known.name) {
+                names.push(f.known.name);
             }
         }
-        out
+    }
+    let mut out = String::new();
+    for name in names {
+        let mut header = false;
+        for f in guards
+            .iter()
+            .flat_map(|families| families.iter())
+            .filter(|f| f.known.name == name && !f.series.is_empty())
+        {
+            if !header {
+                let _ = writeln!(out, "# HELP {name} {}", escape_help(f.known.help));
+                let _ = writeln!(out, "# TYPE {name} {}", f.known.kind.as_str());
+                header = true;
+            }
+            render_family(&mut out, f);
+        }
+    }
+    out
+}
+
+fn render_family(out: &mut String, f: &Family) {
+    let name = f.known.name;
+    for (values, series) in &f.series {
+        let labels = render_labels(&f.labels, values, None);
+        match series {
+            Series::Value(v) => {
+                let _ = writeln!(out, "{name}{labels} {}", fmt_f64(*v));
+            }
+            Series::Histogram { counts, sum, count } => {
+                let mut cumulative = 0u64;
+                for (bound, c) in f.buckets.iter().zip(counts) {
+                    cumulative += c;
+                    let l = render_labels(&f.labels, values, Some(&fmt_f64(*bound)));
+                    let _ = writeln!(out, "{name}_bucket{l} {cumulative}");
+                }
+                let l = render_labels(&f.labels, values, Some("+Inf"));
+                let _ = writeln!(out, "{name}_bucket{l} {count}");
+                let _ = writeln!(out, "{name}_sum{labels} {}", fmt_f64(*sum));
+                let _ = writeln!(out, "{name}_count{labels} {count}");
+            }
+        }
     }
 }
 
@@ -581,6 +617,30 @@ mod tests {
         assert!(text.contains("gha_job_startup_duration_seconds_bucket{enterprise=\"\",organization=\"octo\",repository=\"repo\",job_name=\"build \\\"x\\\"\",event_name=\"push\",le=\"7\"} 1\n"));
         assert!(text.contains("gha_job_startup_duration_seconds_bucket{enterprise=\"\",organization=\"octo\",repository=\"repo\",job_name=\"build \\\"x\\\"\",event_name=\"push\",le=\"6\"} 0\n"));
         assert!(text.contains("gha_job_execution_duration_seconds_sum{enterprise=\"\",organization=\"octo\",repository=\"repo\",job_name=\"build \\\"x\\\"\",event_name=\"push\",job_result=\"succeeded\"} 60\n"));
+    }
+
+    #[test]
+    fn several_sets_share_one_exposition() {
+        let a = Metrics::new(None, base());
+        let b = Metrics::new(
+            None,
+            BaseLabels {
+                name: "gpu".into(),
+                ..base()
+            },
+        );
+        a.set_desired(2);
+        b.set_desired(5);
+        b.job_started(&started());
+        let text = render_all(&[&a, &b]);
+        assert_eq!(text.matches("# TYPE gha_desired_runners gauge\n").count(), 1, "{text}");
+        assert!(text.contains("name=\"set-abc\",namespace=\"arc\"} 2\n"), "{text}");
+        assert!(text.contains("name=\"gpu\",namespace=\"arc\"} 5\n"), "{text}");
+        assert_eq!(text.matches("# HELP gha_started_jobs_total ").count(), 1);
+        let a_line = text.find("name=\"set-abc\"").unwrap();
+        let b_line = text.find("name=\"gpu\"").unwrap();
+        assert!(a_line < b_line, "series follow their family header in set order");
+        assert_eq!(render_all(&[&a]), a.render());
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! (4) with patch id 0, idle runners above the target are deregistered and then removed.
 
 pub mod config;
+pub mod scale_sets;
 
 pub use config::{ContainerMode, DindConfig, DockerBackendConfig};
 
