@@ -10,9 +10,10 @@ deps:
 build: deps
 	$(CARGO) build --workspace --all-targets --locked
 
-## The main job: rarc-sim plus a client scenario against it, with a short summary.
+## The main job: rarc-sim serve + rarc-listener --backend docker + the FROM-scratch runner image;
+## jobs run in runner containers, then a summary whose checks set the exit status (scripts/demo).
 demo: deps
-	$(CARGO) run --locked -p rarc-sim -- demo
+	scripts/demo
 
 ## Every test suite (starts and stops the real test cluster of tests/cluster around them).
 test: deps
@@ -35,3 +36,4 @@ fmt:
 ## Benchmarks (release profile); figures go to docs/benchmarks.md.
 bench: deps
 	$(CARGO) bench --locked -p rarc-sim --bench round_trip
+	$(CARGO) bench --locked -p rarc-listener --bench listener

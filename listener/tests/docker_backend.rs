@@ -4,9 +4,10 @@
 //! network so they reach the simulator on 127.0.0.1.
 //!
 //! Needs root (dockerd) and a built `rarc-sim` binary next to this test's target directory
-//! (`cargo build -p rarc-sim`; `RARC_SIM_BIN` overrides the path). Every container is labelled
-//! `rarc.test.run=<uuid>` and force-removed when the test's guard drops, also on failure; the
-//! image is tagged by the binary's size and mtime, reused, and replaced when the binary changes.
+//! (`cargo build -p rarc-sim`; `RARC_SIM_BIN` overrides the path). The harness (daemon, image,
+//! sweeping) is in `support/docker.rs`; the image comes from `scripts/runner-image`, tagged by the
+//! binary's size and mtime and reused. Every container is labelled `rarc.test.run=<uuid>` and
+//! force-removed when the test's guard drops, also on failure.
 
 use rarc_actions::scaling::PatchIdState;
 use rarc_actions::types::JobMessage;
@@ -17,182 +18,18 @@ use rarc_sim::config::SimSettings;
 use rarc_sim::job::{JobSpec, StepSpec};
 use rarc_sim::{SimServer, testing};
 use std::collections::{BTreeMap, HashSet};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
+use support::docker::{docker_host, docker_ok, runner_image, sweep, sweep_all};
 use tokio_util::sync::CancellationToken;
 
+mod support;
+
 const TEST_LABEL: &str = "rarc.test.run";
-const IMAGE_REPO: &str = "rarc-test/sim-runner";
-/// Bumped when the image's layout changes.
-const IMAGE_REV: u32 = 3;
 
 /// Docker tests share one daemon and measure latencies: one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-// ---- harness: daemon and image ------------------------------------------------------------------
-
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// `DOCKER_HOST` of the test daemon (started once per process by `scripts/dockerd-up`).
-fn docker_host() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/dockerd-up"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/dockerd-up");
-        assert!(out.status.success(), "scripts/dockerd-up failed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .last()
-            .expect("dockerd-up prints DOCKER_HOST")
-            .trim()
-            .to_owned()
-    })
-}
-
-/// The docker CLI (Debian's, matching the daemon, when installed).
-fn docker_cli() -> Command {
-    let bin = if Path::new("/usr/bin/docker").exists() {
-        "/usr/bin/docker"
-    } else {
-        "docker"
-    };
-    let mut c = Command::new(bin);
-    c.env("DOCKER_HOST", docker_host());
-    c
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker_cli().args(args).output().expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn sim_binary() -> PathBuf {
-    if let Ok(p) = std::env::var("RARC_SIM_BIN") {
-        return PathBuf::from(p);
-    }
-    // target/<profile>/deps/docker_backend-<hash> → target/<profile>/rarc-sim
-    let exe = std::env::current_exe().expect("current exe");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let bin = profile_dir.join("rarc-sim");
-    assert!(
-        bin.exists(),
-        "{} is missing: run `cargo build -p rarc-sim` first (or set RARC_SIM_BIN)",
-        bin.display()
-    );
-    bin
-}
-
-/// The libraries `ldd` lists for `bin` (absolute paths).
-fn shared_libs(bin: &Path) -> Vec<PathBuf> {
-    let out = Command::new("ldd").arg(bin).output().expect("run ldd");
-    let text = String::from_utf8_lossy(&out.stdout);
-    if text.contains("not a dynamic executable") || text.contains("statically linked") {
-        return Vec::new();
-    }
-    text.lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            let path = match l.split_once("=>") {
-                Some((_, rest)) => rest.split_whitespace().next()?,
-                None => l.split_whitespace().next()?,
-            };
-            path.starts_with('/').then(|| PathBuf::from(path))
-        })
-        .collect()
-}
-
-/// Builds (once per binary version) the runner image; returns its tag.
-fn runner_image() -> &'static str {
-    static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let bin = sim_binary();
-        let meta = std::fs::metadata(&bin).expect("stat rarc-sim");
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        let tag = format!("{IMAGE_REPO}:r{IMAGE_REV}-{:x}-{:x}", meta.len(), mtime);
-        if docker_cli()
-            .args(["image", "inspect", &tag])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-        {
-            return tag;
-        }
-        // Older builds of the image go.
-        for old in docker_ok(&["images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPO]).lines() {
-            let _ = docker_cli().args(["rmi", "-f", old]).output();
-        }
-        let ctx = tempfile::tempdir().expect("tempdir");
-        let root = ctx.path();
-        let put = |src: &Path, dst: &str| {
-            let to = root.join(dst.trim_start_matches('/'));
-            std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
-            std::fs::copy(src, &to).unwrap_or_else(|e| panic!("copy {} → {}: {e}", src.display(), to.display()));
-        };
-        put(&bin, "/usr/local/bin/rarc-sim");
-        for lib in shared_libs(&bin) {
-            put(&lib, lib.to_str().expect("utf-8 path"));
-        }
-        let busybox = Path::new("/bin/busybox");
-        assert!(busybox.exists(), "/bin/busybox missing: apt-get install busybox-static");
-        put(busybox, "/bin/busybox");
-        put(busybox, "/bin/sh");
-        // The HTTP client loads the system roots even for plain http.
-        for certs in ["/etc/ssl/certs/ca-certificates.crt"] {
-            if Path::new(certs).exists() {
-                put(Path::new(certs), certs);
-            }
-        }
-        for dir in ["tmp", "home/runner"] {
-            std::fs::create_dir_all(root.join(dir)).expect("mkdir");
-        }
-        let tarball = tempfile::NamedTempFile::new().expect("temp tar");
-        let tarball_path = tarball.path().to_str().expect("utf-8").to_owned();
-        let status = Command::new("tar")
-            .args(["-C", root.to_str().expect("utf-8"), "-cf", &tarball_path, "."])
-            .status()
-            .expect("tar");
-        assert!(status.success(), "tar of the image root failed");
-        let out = docker_cli()
-            .args([
-                "import",
-                "--change",
-                r#"ENTRYPOINT ["/usr/local/bin/rarc-sim","runner"]"#,
-                "--change",
-                "ENV RUNNER_ROOT=/home/runner",
-                "--change",
-                "ENV PATH=/usr/local/bin:/bin",
-                "--change",
-                "WORKDIR /home/runner",
-                &tarball_path,
-                &tag,
-            ])
-            .output()
-            .expect("docker import");
-        assert!(
-            out.status.success(),
-            "docker import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        tag
-    })
-}
 
 // ---- harness: one test's world -----------------------------------------------------------------
 
@@ -206,27 +43,7 @@ struct World {
 
 impl Drop for World {
     fn drop(&mut self) {
-        sweep(&self.run);
-    }
-}
-
-fn sweep_all() {
-    remove_matching(&format!("label={TEST_LABEL}"));
-}
-
-fn sweep(run: &str) {
-    remove_matching(&format!("label={TEST_LABEL}={run}"));
-}
-
-fn remove_matching(filter: &str) {
-    if let Ok(out) = docker_cli().args(["ps", "-aq", "--filter", filter]).output() {
-        let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .map(str::to_owned)
-            .collect();
-        if !ids.is_empty() {
-            let _ = docker_cli().args(["rm", "-f", "-v"]).args(&ids).output();
-        }
+        sweep(TEST_LABEL, &self.run);
     }
 }
 
@@ -235,7 +52,7 @@ async fn world() -> World {
     docker_host();
     runner_image();
     // Tests run one at a time: whatever an earlier (crashed) test left goes.
-    sweep_all();
+    sweep_all(TEST_LABEL);
     let server = testing::sim_with(SimSettings {
         long_poll_ms: 300,
         ..SimSettings::default()
@@ -690,7 +507,7 @@ async fn start_latency_of_20_runners() {
         "docker backend: first container {first_created:?}, 20 running {backend_total:?}, 20 online at the sim {online:?}; \
          20 sequential `docker run -d`: {cli_total:?}; ratio {ratio:.2}"
     );
-    sweep(&w.run);
+    sweep(TEST_LABEL, &w.run);
     assert!(
         ratio < 1.0,
         "the backend should beat sequential docker run ({ratio:.2})"

@@ -26,9 +26,12 @@ pub enum Command {
     Serve(ServeArgs),
     /// A simulated ephemeral runner: takes its JIT config, runs one job, exits.
     Runner(rarc_sim::runner::RunnerArgs),
-    /// Queue, list or wait for jobs.
+    /// Queue, list or wait for jobs, or print their figures (`jobs stats`).
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Create a scale set through the Actions API (as ARC's controller does), or list them.
+    #[command(subcommand)]
+    ScaleSets(ScaleSetsCommand),
     /// Print the call log as JSON lines.
     Calls(CallsArgs),
     /// Add, list or clear injected faults.
@@ -99,6 +102,55 @@ pub enum JobsCommand {
         #[arg(long, default_value_t = 60_000)]
         timeout_ms: u64,
     },
+    /// Print the jobs' figures as JSON: counts by state, results, jobs run more than once, runner
+    /// start latency min/p50/p90/p99/max in ms (queued → taken by a runner), queue → finish, makespan.
+    Stats(Remote),
+    /// Print the output a runner streamed for one job, line by line (`--json`: with step and stream).
+    Log {
+        #[command(flatten)]
+        remote: Remote,
+        /// The job's runner request id (as `jobs queue` prints it).
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ScaleSetsCommand {
+    /// Create a scale set the way ARC's controller does (PAT → registration token → admin token →
+    /// runner group by name → POST runnerscalesets); print its id (`--json`: the whole scale set).
+    Create(CreateScaleSetArgs),
+    /// List every scale set with its statistics (control API), as JSON.
+    List(Remote),
+}
+
+#[derive(Debug, Args)]
+pub struct CreateScaleSetArgs {
+    #[command(flatten)]
+    pub remote: Remote,
+    /// The scale set's name (unique in its runner group).
+    #[arg(long)]
+    pub name: String,
+    /// runs-on labels, comma separated (default: the name, as ARC registers it).
+    #[arg(long, value_delimiter = ',')]
+    pub labels: Vec<String>,
+    /// Runner group, by name.
+    #[arg(long, default_value = "default")]
+    pub runner_group: String,
+    /// Path of the configure URL under the simulator: an org (`my-org`), `owner/repo`, or
+    /// `enterprises/NAME`.
+    #[arg(long, default_value = "my-org")]
+    pub scope: String,
+    /// The PAT to authenticate with (default: the simulator's built-in PAT).
+    #[arg(long, env = "RARC_SIM_PAT", hide_env_values = true)]
+    pub token: Option<String>,
+    /// CA certificate (PEM) of a `serve --tls` simulator.
+    #[arg(long)]
+    pub ca_file: Option<PathBuf>,
+    /// Print the created scale set as JSON instead of its id.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -166,6 +218,7 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Command::Serve(args) => serve(args).await,
         Command::Jobs(cmd) => jobs(cmd).await,
+        Command::ScaleSets(cmd) => scale_sets(cmd).await,
         Command::Calls(args) => calls(args).await,
         Command::Faults(cmd) => faults(cmd).await,
         Command::ExpireTokens(args) => expire(args).await,
@@ -335,7 +388,88 @@ async fn jobs(cmd: JobsCommand) -> Result<()> {
             println!("{} jobs {state}", jobs.as_array().map(Vec::len).unwrap_or(0));
             Ok(())
         }
+        JobsCommand::Stats(remote) => {
+            let jobs: Vec<rarc_sim::state::JobView> = serde_json::from_value(get(&remote, "/_sim/jobs").await?)
+                .context("the job list is not JobView JSON")?;
+            let stats = rarc_sim::stats::JobStats::of(&jobs);
+            print(Ok(serde_json::to_value(stats)?))
+        }
+        JobsCommand::Log { remote, id, json } => {
+            let log = get(&remote, &format!("/_sim/jobs/{id}/log")).await?;
+            if json {
+                return print(Ok(log));
+            }
+            let lines: Vec<rarc_sim::runner_api::LogLine> =
+                serde_json::from_value(log).context("the job log is not a list of lines")?;
+            for l in lines {
+                println!("{}", l.line);
+            }
+            Ok(())
+        }
     }
+}
+
+async fn scale_sets(cmd: ScaleSetsCommand) -> Result<()> {
+    match cmd {
+        ScaleSetsCommand::List(remote) => print(get(&remote, "/_sim/scalesets").await),
+        ScaleSetsCommand::Create(a) => {
+            let created = create_scale_set(&a).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&created)?);
+            } else {
+                println!("{}", created.id);
+            }
+            Ok(())
+        }
+    }
+}
+
+async fn create_scale_set(a: &CreateScaleSetArgs) -> Result<rarc_actions::types::RunnerScaleSet> {
+    use rarc_actions::types::{Label, RunnerScaleSet, RunnerSetting};
+    use rarc_actions::{ActionsClient, ClientConfig, Credentials, Secret};
+    let name = a.name.trim();
+    if name.is_empty() {
+        bail!("--name must not be empty");
+    }
+    let config_url = format!("{}/{}", a.remote.url.trim_end_matches('/'), a.scope.trim_matches('/'));
+    let token = a
+        .token
+        .clone()
+        .unwrap_or_else(|| rarc_sim::auth::DEFAULT_PAT.to_owned());
+    let mut cfg = ClientConfig::new(config_url.clone(), Credentials::Pat(Secret::new(token)));
+    if let Some(path) = &a.ca_file {
+        cfg.root_ca_pem =
+            Some(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?);
+    }
+    let client = ActionsClient::new(cfg).with_context(|| format!("configure URL {config_url}"))?;
+    let group = client
+        .get_runner_group_by_name(&a.runner_group)
+        .await
+        .with_context(|| format!("runner group `{}`", a.runner_group))?;
+    let labels: Vec<Label> = if a.labels.iter().all(|l| l.trim().is_empty()) {
+        vec![Label::system(name)]
+    } else {
+        a.labels
+            .iter()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .map(Label::system)
+            .collect()
+    };
+    let body = RunnerScaleSet {
+        name: name.to_owned(),
+        runner_group_id: group.id,
+        labels,
+        runner_setting: RunnerSetting {
+            disable_update: Some(true),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    client
+        .create_runner_scale_set(&body)
+        .await
+        .with_context(|| format!("creating scale set `{name}` at {config_url}"))
 }
 
 async fn calls(a: CallsArgs) -> Result<()> {

@@ -1,4 +1,4 @@
-//! `rarc-sim demo`: the README's first command until the listener exists.
+//! `rarc-sim demo`: the client-only scenario (the README's `make demo` runs the listener: scripts/demo).
 //!
 //! Starts rarc-sim in-process and drives it with the real client the way a listener would: register a
 //! scale set (PAT → registration token → admin token), open a message session, queue jobs, long-poll,

@@ -16,6 +16,7 @@ pub mod runner;
 pub mod runner_api;
 pub mod server;
 pub mod state;
+pub mod stats;
 pub mod testing;
 pub mod tls;
 

@@ -35,6 +35,7 @@ fn help_and_version_explain_themselves() {
         "faults",
         "expire-tokens",
         "demo",
+        "scale-sets",
         "GitHub Enterprise",
     ] {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
@@ -68,6 +69,7 @@ fn bad_flags_exit_2_naming_the_flag() {
         (&["serve", "--addr", "not-an-address"][..], "--addr"),
         (&["serve", "--bogus"][..], "--bogus"),
         (&["jobs", "queue"][..], "--labels"),
+        (&["scale-sets", "create"][..], "--name"),
         (&["frobnicate"][..], "frobnicate"),
     ] {
         let out = run(args);
@@ -314,4 +316,151 @@ fn demo_runs_and_summarises() {
     assert!(stdout.contains("0 registered runners"), "{stdout}");
     let out = run(&["demo", "--jobs", "0"]);
     assert_eq!(out.status.code(), Some(1));
+}
+
+#[tokio::test]
+async fn scale_sets_create_and_list_and_jobs_stats() {
+    let (mut child, url) = serve(&[]);
+    let ctl = |args: &[&str]| Command::new(BIN).args(args).env("RARC_SIM_URL", &url).output().unwrap();
+    // Created through the Actions API: the id alone on stdout, for scripts.
+    let out = ctl(&["scale-sets", "create", "--name", "cli-a", "--labels", "linux, x64"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let id: i64 = text(&out.stdout).trim().parse().unwrap();
+    let out = ctl(&[
+        "scale-sets",
+        "create",
+        "--name",
+        "cli-b",
+        "--runner-group",
+        "DEFAULT",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let b: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_ne!(b["id"].as_i64(), Some(id));
+    assert_eq!(b["labels"][0]["name"], "cli-b", "the name is the default label");
+    assert_eq!(b["RunnerSetting"]["disableUpdate"], true);
+    // Refusals name their cause.
+    let out = ctl(&["scale-sets", "create", "--name", "cli-a"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("already exists"), "{}", text(&out.stderr));
+    let out = ctl(&["scale-sets", "create", "--name", "cli-c", "--runner-group", "nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("runner group `nope`"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = ctl(&["scale-sets", "create", "--name", "cli-d", "--token", "ghp_wrong"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = ctl(&["scale-sets", "create", "--name", " "]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("--name"), "{}", text(&out.stderr));
+    // Listed with their statistics.
+    let out = ctl(&["scale-sets", "list"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let sets: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let sets = sets.as_array().unwrap();
+    assert_eq!(sets.len(), 2);
+    let a = sets.iter().find(|s| s["id"].as_i64() == Some(id)).unwrap();
+    let labels: Vec<&str> = a["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["linux", "x64"]);
+    assert_eq!(a["statistics"]["totalRegisteredRunners"], 0);
+
+    // Job figures: before a runner took the job, no latency yet.
+    let out = ctl(&[
+        "jobs",
+        "queue",
+        "--labels",
+        "linux",
+        "--duration-ms",
+        "5",
+        "--run",
+        "echo hi",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stats = |ctl: &dyn Fn(&[&str]) -> Output| -> serde_json::Value {
+        let out = ctl(&["jobs", "stats"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let s = stats(&ctl);
+    assert_eq!((s["jobs"].as_i64(), s["started"].as_i64()), (Some(1), Some(0)));
+    assert_eq!(s["byState"]["assigned"], 1);
+    assert!(s["startLatencyMs"].is_null() && s["makespanMs"].is_null());
+    assert_eq!(s["allSucceededOnce"], false);
+    // A runner of that scale set takes and runs it.
+    let mut cfg = rarc_actions::ClientConfig::new(
+        format!("{url}/my-org"),
+        rarc_actions::Credentials::Pat(rarc_actions::Secret::new(rarc_sim::auth::DEFAULT_PAT)),
+    );
+    cfg.proxy = rarc_actions::ProxyEnv::default();
+    let client = rarc_actions::ActionsClient::new(cfg).unwrap();
+    let jit = client
+        .generate_jit_runner_config(
+            id,
+            &JitConfigRequest {
+                name: "stats-runner".into(),
+                work_folder: String::new(),
+            },
+        )
+        .await
+        .unwrap();
+    let root = tempfile::tempdir().unwrap();
+    let out = tokio::process::Command::new(BIN)
+        .arg("runner")
+        .env("ACTIONS_RUNNER_INPUT_JITCONFIG", jit.encoded_jit_config.expose())
+        .env("RUNNER_ROOT", root.path())
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let s = stats(&ctl);
+    assert_eq!(
+        (
+            s["succeeded"].as_i64(),
+            s["failed"].as_i64(),
+            s["ranMoreThanOnce"].as_i64()
+        ),
+        (Some(1), Some(0), Some(0))
+    );
+    assert_eq!(s["byState"]["completed"], 1);
+    assert_eq!(s["allSucceededOnce"], true);
+    let lat = &s["startLatencyMs"];
+    for k in ["min", "p50", "p90", "p99", "max"] {
+        assert!(lat[k].as_f64().unwrap() >= 0.0, "{k}: {lat}");
+    }
+    assert!(s["makespanMs"].as_f64().unwrap() >= lat["max"].as_f64().unwrap());
+    // Its log, as the runner streamed it.
+    let queued = ctl(&["jobs", "list"]);
+    let jobs: serde_json::Value = serde_json::from_slice(&queued.stdout).unwrap();
+    let job = jobs[0]["runnerRequestId"].as_i64().unwrap().to_string();
+    let out = ctl(&["jobs", "log", &job]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).lines().any(|l| l == "hi"), "{}", text(&out.stdout));
+    let out = ctl(&["jobs", "log", &job, "--json"]);
+    let log: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        log.as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["line"] == "hi" && l["step"] == 0)
+    );
+    let out = ctl(&["jobs", "log", "999"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("no job 999"), "{}", text(&out.stderr));
+    // Unreachable simulator: exit 1 with the URL.
+    let out = Command::new(BIN)
+        .args(["jobs", "stats", "--url", "http://127.0.0.1:1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("cannot reach http://127.0.0.1:1"));
+    sigterm(&child);
+    child.wait().unwrap();
 }

@@ -1,0 +1,4 @@
+//! Helpers shared by the listener's Docker test binaries (`mod support;`).
+#![allow(dead_code)]
+
+pub mod docker;
