@@ -209,6 +209,14 @@ impl<B: Backend> Listener<B> {
             log_error(e);
         }
         self.close(session).await;
+        // Runners being created when the loop stopped are finished (bounded like the close), so
+        // the process does not exit between registering a runner and starting it.
+        if tokio::time::timeout(self.settings.close_timeout, self.backend.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("the backend did not finish its work in progress in time");
+        }
         result
     }
 
@@ -287,6 +295,9 @@ impl<B: Backend> Serve<'_, B> {
         let stats = session.statistics().ok_or(ListenerError::SessionWithoutStatistics)?;
         self.latest = stats;
         l.metrics.set_statistics(&stats);
+        if stats.total_available_jobs > 0 {
+            self.acquire_offered(session).await;
+        }
         let target = self.apply(stats.total_assigned_jobs).await?;
         l.metrics.set_desired(target);
         l.health.beat();
@@ -329,6 +340,31 @@ impl<B: Backend> Serve<'_, B> {
                 Err(source) => return Err(ListenerError::GetMessage { source }),
             }
             l.health.beat();
+        }
+    }
+
+    /// Jobs offered to the scale set whose `JobAvailable` message is gone (acknowledged by a
+    /// previous process that then failed or was killed before its acquirejobs succeeded) are
+    /// never offered again: they are acquired here, at session start, when the statistics show
+    /// available jobs, through GET acquirablejobs (§6.13, as ARC's listener did before 0.8.2).
+    /// Best effort: a failure is logged, the next start tries again.
+    async fn acquire_offered(&self, session: &mut MessageSession) {
+        let set = self.listener.settings.scale_set_id;
+        let offered: Vec<i64> = match session.client().get_acquirable_jobs(set).await {
+            Ok(list) => list.value.iter().map(|j| j.runner_request_id).collect(),
+            Err(e) => {
+                log_actions_error("get acquirable jobs failed", &e);
+                return;
+            }
+        };
+        if offered.is_empty() {
+            return;
+        }
+        match session.acquire_jobs(&offered).await {
+            Ok(acquired) => {
+                tracing::info!(offered = ?offered, acquired = ?acquired, "jobs offered before this session acquired")
+            }
+            Err(e) => log_actions_error("acquire jobs offered before this session failed", &e),
         }
     }
 

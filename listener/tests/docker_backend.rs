@@ -10,10 +10,13 @@
 //! force-removed when the test's guard drops, also on failure.
 
 use rarc_actions::scaling::PatchIdState;
+use rarc_actions::types::JitConfigRequest;
 use rarc_actions::types::JobMessage;
 use rarc_actions::{ActionsClient, MessageSession};
 use rarc_listener::backend::Backend;
-use rarc_listener::backend::docker::{ContainerState, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV};
+use rarc_listener::backend::docker::{
+    ContainerState, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV, pending_volume,
+};
 use rarc_sim::config::SimSettings;
 use rarc_sim::job::{JobSpec, StepSpec};
 use rarc_sim::{SimServer, testing};
@@ -276,6 +279,77 @@ async fn patch_id_zero_trims_idle_runners_and_deregisters_them() {
         "the runner left is the one still registered"
     );
 
+    backend.apply_desired(0, 0).await.unwrap();
+    eventually("nothing left", Duration::from_secs(20), || async {
+        backend.containers().await.unwrap().is_empty() && w.registered_runners(set) == 0
+    })
+    .await;
+}
+
+/// What a process killed between the JIT call and the container create leaves: a registered
+/// runner, no container, and its pending marker. The next pass deregisters it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_runner_registered_without_a_container_is_deregistered() {
+    let _serial = SERIAL.lock().await;
+    let w = world().await;
+    let set = w.scale_set("dk-orphan").await;
+    let backend = w.backend(set, "dk-orphan").await;
+    // The marker the killed process made, with the backend's own selector labels.
+    let orphan = "dk-orphan-zzzzz";
+    let mut args: Vec<String> = vec!["volume".into(), "create".into()];
+    for (k, v) in backend.selector() {
+        args.extend(["--label".into(), format!("{k}={v}")]);
+    }
+    args.extend([
+        "--label".into(),
+        format!("rarc.runner.name={orphan}"),
+        "--label".into(),
+        "rarc.runner.role=pending".into(),
+        pending_volume(orphan),
+    ]);
+    docker_ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    // A marker without a registration (killed before the JIT call answered) goes too.
+    let never = "dk-orphan-yyyyy";
+    let mut args2 = args.clone();
+    let n = args2.len();
+    args2[n - 1] = pending_volume(never);
+    args2[n - 4] = format!("rarc.runner.name={never}");
+    docker_ok(&args2.iter().map(String::as_str).collect::<Vec<_>>());
+    w.client
+        .generate_jit_runner_config(
+            set,
+            &JitConfigRequest {
+                name: orphan.into(),
+                work_folder: "_work".into(),
+            },
+        )
+        .await
+        .expect("register the orphan");
+    assert_eq!(w.registered_runners(set), 1);
+
+    let report = backend.reconcile_now().await.unwrap();
+    assert_eq!(report.orphans_deregistered, 1, "{report:?}");
+    assert_eq!(w.registered_runners(set), 0, "the orphan is deregistered");
+    let left = docker_ok(&["volume", "ls", "-q", "--filter", "label=rarc.runner.role=pending"]);
+    assert!(
+        !left.contains(&pending_volume(orphan)) && !left.contains(&pending_volume(never)),
+        "markers removed: {left}"
+    );
+
+    // Runners created normally leave no marker behind.
+    backend.apply_desired(2, 0).await.unwrap();
+    eventually("2 runners online", Duration::from_secs(30), || async {
+        running(&backend).await == 2 && w.online_runners(set) == 2
+    })
+    .await;
+    let left = docker_ok(&[
+        "volume",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label={TEST_LABEL}={}", w.run),
+    ]);
+    assert!(left.trim().is_empty(), "no marker for created runners: {left}");
     backend.apply_desired(0, 0).await.unwrap();
     eventually("nothing left", Duration::from_secs(20), || async {
         backend.containers().await.unwrap().is_empty() && w.registered_runners(set) == 0

@@ -9,7 +9,9 @@
 //!   containers it finds and never creates duplicates;
 //! * the **event watcher**, which turns `die` events of our containers into wake-ups.
 //!
-//! A pass: (1) exited runners are deregistered (`remove_runner`; 404 counts as done,
+//! A pass: (0) runners that a process stopped between registering them and creating their
+//! container (a pending-runner marker volume without a container) are deregistered; (1) exited
+//! runners are deregistered (`remove_runner`; 404 counts as done,
 //! `JobStillRunning` is retried on a later pass) and their containers removed; (2) containers left
 //! in `created` by an interrupted pass are started; (3) `target - live` runners are created, each
 //! with its own JIT config in `ACTIONS_RUNNER_INPUT_JITCONFIG` (never in a label or a log line);
@@ -22,9 +24,11 @@ pub use config::{ContainerMode, DindConfig, DockerBackendConfig};
 
 use crate::backend::{Backend, BackendError};
 use bollard::Docker;
+use bollard::models::VolumeCreateRequest;
 use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, ListContainersOptions, RemoveContainerOptions, StartContainerOptions,
+    CreateContainerOptions, EventsOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
+    RemoveVolumeOptions, StartContainerOptions,
 };
 use futures::StreamExt;
 use rand::Rng;
@@ -66,6 +70,8 @@ pub mod labels {
     pub const ROLE: &str = "rarc.runner.role";
     pub const ROLE_RUNNER: &str = "runner";
     pub const ROLE_DIND: &str = "dind";
+    /// A volume marking a runner being registered (see [`super::pending_volume`]).
+    pub const ROLE_PENDING: &str = "pending";
 }
 
 /// Failures of the Docker backend. Each variant names the operation that failed.
@@ -115,6 +121,19 @@ pub enum DockerBackendError {
     },
     #[error("the reconciler of scale set {0} has stopped")]
     Stopped(i64),
+    #[error("{operation} the pending-runner marker {name}")]
+    Marker {
+        operation: &'static str,
+        name: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("looking up runner {name}")]
+    GetRunner {
+        name: String,
+        #[source]
+        source: rarc_actions::Error,
+    },
 }
 
 impl DockerBackendError {
@@ -131,6 +150,8 @@ impl DockerBackendError {
             Self::NoFreeRunnerName(_) => "NoFreeRunnerName",
             Self::RemoveRunner { .. } => "RemoveRunner",
             Self::Stopped(_) => "Stopped",
+            Self::Marker { .. } => "Marker",
+            Self::GetRunner { .. } => "GetRunner",
         }
     }
 }
@@ -233,6 +254,8 @@ pub struct ReconcileReport {
     pub cleaned_up: usize,
     /// Idle runners removed to meet a lower target (patch id 0).
     pub scaled_down: usize,
+    /// Runners registered by a process stopped before their container existed, deregistered.
+    pub orphans_deregistered: usize,
     /// Work left for a later pass (a busy runner, a failed call).
     pub pending: bool,
 }
@@ -375,6 +398,12 @@ impl Backend for DockerBackend {
         self.inner.wake.notify_one();
         Ok(())
     }
+
+    /// [`DockerBackend::shutdown`]: a runner being created is finished (container started), so
+    /// no registered runner is left without a container when the process exits.
+    async fn shutdown(&self) {
+        DockerBackend::shutdown(self).await;
+    }
 }
 
 /// Connects and negotiates the API version (`host` as in `DOCKER_HOST`).
@@ -485,6 +514,15 @@ impl Inner {
                 .then(|| desired.target.clamp(self.config.min_runners, self.config.max_runners)),
             ..Default::default()
         };
+        // (0) Runners a killed process registered but never gave a container.
+        let names: HashSet<String> = all.iter().map(|c| c.runner_name.clone()).collect();
+        match self.sweep_markers(&names).await {
+            Ok(n) => report.orphans_deregistered = n,
+            Err(e) => {
+                warn!(error = %error_chain(&e), kind = e.kind(), "sweeping pending-runner markers");
+                report.pending = true;
+            }
+        }
         let (runners, sidecars): (Vec<_>, Vec<_>) = all.into_iter().partition(RunnerContainer::is_runner);
 
         let mut live = Vec::new();
@@ -594,13 +632,14 @@ impl Inner {
             let alive: HashSet<&str> = live.iter().map(|c| c.runner_name.as_str()).collect();
             self.busy().retain(|n| alive.contains(n.as_str()));
         }
-        if report.created + report.cleaned_up + report.scaled_down > 0 || report.pending {
+        if report.created + report.cleaned_up + report.scaled_down + report.orphans_deregistered > 0 || report.pending {
             info!(
                 target = report.target,
                 live = report.live,
                 created = report.created,
                 cleaned_up = report.cleaned_up,
                 scaled_down = report.scaled_down,
+                orphans_deregistered = report.orphans_deregistered,
                 pending = report.pending,
                 elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
                 "reconciled"
@@ -665,6 +704,10 @@ impl Inner {
 
     /// Registers a runner (JIT config) and starts its container(s). On failure after
     /// registration, the runner is deregistered and anything created is removed.
+    ///
+    /// A volume named after the runner marks it from before the JIT call until its container
+    /// exists: a process killed in between leaves the marker, and the next pass (of this or a
+    /// later process) deregisters the runner it names ([`Inner::sweep_markers`]).
     async fn create_runner(&self) -> Result<String, DockerBackendError> {
         if self.cancel.is_cancelled() {
             return Err(DockerBackendError::Stopped(self.config.scale_set_id));
@@ -672,10 +715,10 @@ impl Inner {
         let jit = self.generate_jit().await?;
         let name = jit.runner.name.clone();
         let runner_id = jit.runner.id;
-        match self.start_containers(&name, runner_id, &jit.encoded_jit_config).await {
+        let result = match self.start_containers(&name, runner_id, &jit.encoded_jit_config).await {
             Ok(()) => {
                 debug!(runner = %name, runner_id, "runner container started");
-                Ok(name)
+                Ok(name.clone())
             }
             Err(e) => {
                 for n in [name.clone(), dind_name(&name)] {
@@ -690,12 +733,15 @@ impl Inner {
                 }
                 Err(e)
             }
-        }
+        };
+        self.remove_marker(&name).await;
+        result
     }
 
     async fn generate_jit(&self) -> Result<JitRunnerConfig, DockerBackendError> {
         for _ in 0..NAME_ATTEMPTS {
             let name = format!("{}-{}", self.config.prefix(), random_suffix());
+            self.create_marker(&name).await?;
             let request = JitConfigRequest {
                 name: name.clone(),
                 work_folder: self.config.work_folder.clone(),
@@ -706,11 +752,110 @@ impl Inner {
                 .await
             {
                 Ok(jit) => return Ok(jit),
-                Err(e) if e.is_runner_exists() => debug!(runner = %name, "runner name taken; drawing another"),
-                Err(source) => return Err(DockerBackendError::GenerateJitConfig { name, source }),
+                Err(e) if e.is_runner_exists() => {
+                    self.remove_marker(&name).await;
+                    debug!(runner = %name, "runner name taken; drawing another");
+                }
+                Err(source) => {
+                    // The call may still have registered the runner: the marker stays for the
+                    // next pass to check.
+                    return Err(DockerBackendError::GenerateJitConfig { name, source });
+                }
             }
         }
         Err(DockerBackendError::NoFreeRunnerName(NAME_ATTEMPTS))
+    }
+
+    async fn create_marker(&self, runner: &str) -> Result<(), DockerBackendError> {
+        let mut labels: HashMap<String, String> = self.selector.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        labels.insert(labels::RUNNER_NAME.into(), runner.to_owned());
+        labels.insert(labels::ROLE.into(), labels::ROLE_PENDING.into());
+        let name = pending_volume(runner);
+        self.docker
+            .create_volume(VolumeCreateRequest {
+                name: Some(name.clone()),
+                labels: Some(labels),
+                ..Default::default()
+            })
+            .await
+            .map(|_| ())
+            .map_err(|source| DockerBackendError::Marker {
+                operation: "creating",
+                name,
+                source,
+            })
+    }
+
+    /// Best effort: a marker left behind only costs one runner lookup in a later pass.
+    async fn remove_marker(&self, runner: &str) {
+        let name = pending_volume(runner);
+        match self.docker.remove_volume(&name, None::<RemoveVolumeOptions>).await {
+            Ok(()) => {}
+            Err(e) if docker_status(&e) == Some(404) => {}
+            Err(source) => {
+                let e = DockerBackendError::Marker {
+                    operation: "removing",
+                    name,
+                    source,
+                };
+                warn!(error = %error_chain(&e), "pending-runner marker left for the next pass");
+            }
+        }
+    }
+
+    /// Markers whose runner has no container are what a killed process left between
+    /// registering a runner and creating its container: each such runner is deregistered (if
+    /// the service has it) and the marker removed. Passes never overlap and a pass removes the
+    /// markers of the runners it creates, so every marker seen here without a container is an
+    /// orphan. Returns how many runners were deregistered.
+    async fn sweep_markers(&self, containers: &HashSet<String>) -> Result<usize, DockerBackendError> {
+        let mut filters = self.label_filters();
+        filters.push(format!("{}={}", labels::ROLE, labels::ROLE_PENDING));
+        let found = self
+            .docker
+            .list_volumes(Some(ListVolumesOptions {
+                filters: Some(HashMap::from([("label".to_owned(), filters)])),
+            }))
+            .await
+            .map_err(|source| DockerBackendError::Marker {
+                operation: "listing",
+                name: "(all)".into(),
+                source,
+            })?;
+        let mut deregistered = 0;
+        for volume in found.volumes.unwrap_or_default() {
+            let Some(runner) = volume.labels.get(labels::RUNNER_NAME).cloned() else {
+                continue;
+            };
+            if containers.contains(&runner) {
+                self.remove_marker(&runner).await;
+                continue;
+            }
+            let found =
+                self.actions
+                    .get_runner_by_name(&runner)
+                    .await
+                    .map_err(|source| DockerBackendError::GetRunner {
+                        name: runner.clone(),
+                        source,
+                    })?;
+            if let Some(r) = found {
+                match self.actions.remove_runner(r.id).await {
+                    Ok(()) => {}
+                    Err(e) if e.is_not_found() || e.is_runner_not_found() => {}
+                    Err(source) => {
+                        return Err(DockerBackendError::RemoveRunner {
+                            runner_id: r.id,
+                            source,
+                        });
+                    }
+                }
+                info!(runner = %runner, runner_id = r.id, "deregistered a runner registered without a container (process stopped mid-create)");
+                deregistered += 1;
+            }
+            self.remove_marker(&runner).await;
+        }
+        Ok(deregistered)
     }
 
     fn labels_for(&self, name: &str, runner_id: i64, role: &str) -> HashMap<String, String> {
@@ -790,6 +935,11 @@ impl Inner {
                 source,
             })
     }
+}
+
+/// The name of the volume marking runner `runner` as being created.
+pub fn pending_volume(runner: &str) -> String {
+    format!("{runner}-pending")
 }
 
 fn dind_name(runner: &str) -> String {

@@ -34,4 +34,11 @@ pub trait Backend: Send + Sync + 'static {
 
     /// A job completed (spec §9.7). Kubernetes does nothing here; Docker may clean up early.
     fn job_completed(&self, job: &JobCompleted) -> impl Future<Output = Result<(), BackendError>> + Send;
+
+    /// The listener stops (signal or fatal error): finish work in progress so nothing is left
+    /// half-done (e.g. a runner registered at the service whose container does not exist yet),
+    /// and start nothing new. Called once, after the last `apply_desired`. Default: nothing.
+    fn shutdown(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }

@@ -128,11 +128,31 @@ pub fn containers_matching(filter: &str) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Force-removes the containers matching a `docker ps --filter`; returns how many there were.
+/// Names of the volumes matching a `docker volume ls --filter` (e.g. the Docker backend's
+/// pending-runner markers).
+pub fn volumes_matching(filter: &str) -> Vec<String> {
+    docker_cli()
+        .args(["volume", "ls", "-q", "--filter", filter])
+        .output()
+        .map(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .split_whitespace()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Force-removes the containers matching a `docker ps --filter`, then the volumes matching it;
+/// returns how many containers there were.
 pub fn remove_matching(filter: &str) -> usize {
     let ids = containers_matching(filter);
     if !ids.is_empty() {
         let _ = docker_cli().args(["rm", "-f", "-v"]).args(&ids).output();
+    }
+    let volumes = volumes_matching(filter);
+    if !volumes.is_empty() {
+        let _ = docker_cli().args(["volume", "rm", "-f"]).args(&volumes).output();
     }
     ids.len()
 }
