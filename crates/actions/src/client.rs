@@ -164,6 +164,10 @@ impl ActionsClient {
     }
 
     /// One admin-token call: `Authorization: Bearer <admin>`, `Content-Type: application/json`.
+    ///
+    /// A 401 drops the cached admin token (unless another call already replaced it) and the call
+    /// is tried once more with a fresh one: a token revoked before its `exp` (an App key
+    /// rotated, the service restarted) costs one extra round trip instead of an hour of failures.
     async fn admin_call(
         &self,
         method: Method,
@@ -171,15 +175,28 @@ impl ActionsClient {
         query: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<Response> {
-        let (base, token) = self.admin().await?;
-        let url = actions_url::actions_url(&base, path, query);
-        let mut request = Request::new(method, url)
-            .authorization("Bearer", &token)?
-            .header(CONTENT_TYPE, "application/json");
-        if let Some(body) = body {
-            request = request.body(body);
+        let mut retried = false;
+        loop {
+            let (base, token) = self.admin().await?;
+            let url = actions_url::actions_url(&base, path, query);
+            let mut request = Request::new(method.clone(), url)
+                .authorization("Bearer", &token)?
+                .header(CONTENT_TYPE, "application/json");
+            if let Some(body) = &body {
+                request = request.body(body.clone());
+            }
+            match self.inner.http.send(&request).await {
+                Ok(r) if r.status == StatusCode::UNAUTHORIZED && !retried => {
+                    retried = true;
+                    let mut cached = self.inner.admin.lock().await;
+                    if cached.as_ref().is_some_and(|t| t.token.expose() == token.expose()) {
+                        tracing::info!("admin token refused (401); fetching a new one");
+                        *cached = None;
+                    }
+                }
+                other => return other,
+            }
         }
-        self.inner.http.send(&request).await
     }
 
     /// Row 1: the scale set named `name` in `runner_group_id`; `None` when absent.
