@@ -18,7 +18,6 @@ use rarc_listener::backend::docker::{
     ContainerState, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV, pending_volume,
 };
 use rarc_sim::config::SimSettings;
-use rarc_sim::job::{JobSpec, StepSpec};
 use rarc_sim::{SimServer, testing};
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
@@ -113,21 +112,7 @@ impl World {
     }
 
     fn queue(&self, count: u32, label: &str, duration_ms: u64) -> Vec<i64> {
-        let req = rarc_sim::state::QueueJobs {
-            count,
-            labels: vec![label.into()],
-            duration_ms: Some(duration_ms),
-            spec: JobSpec {
-                steps: vec![StepSpec {
-                    name: "hello".into(),
-                    run: Some("echo hello from busybox sh".into()),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        self.server.sim.with_state(|s| s.queue_jobs(&req)).expect("queue jobs")
+        testing::queue_steps(&self.server, count, label, duration_ms)
     }
 }
 

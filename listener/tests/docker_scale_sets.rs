@@ -4,8 +4,6 @@
 //!
 //! Containers are labelled `rarc.test.sets=<uuid>` and force-removed when the guard drops.
 
-use rarc_sim::job::{JobSpec, StepSpec};
-use rarc_sim::state::QueueJobs;
 use rarc_sim::{SimServer, testing};
 use serde_json::json;
 use std::path::Path;
@@ -26,21 +24,7 @@ impl Drop for Guard {
 }
 
 fn queue(s: &SimServer, count: u32, label: &str) -> Vec<i64> {
-    let req = QueueJobs {
-        count,
-        labels: vec![label.into()],
-        duration_ms: Some(300),
-        spec: JobSpec {
-            steps: vec![StepSpec {
-                name: "hello".into(),
-                run: Some("echo hello".into()),
-                ..Default::default()
-            }],
-            ..Default::default()
-        },
-        ..Default::default()
-    };
-    s.sim.with_state(|st| st.queue_jobs(&req)).expect("queue jobs")
+    testing::queue_steps(s, count, label, 300)
 }
 
 fn listener_config(dir: &Path, file: &str, s: &SimServer, id: i64, name: &str, min: i64, metrics: &str) {

@@ -15,8 +15,7 @@ use rarc_actions::types::Statistics;
 use rarc_listener::backend::docker::DockerBackendConfig;
 use rarc_sim::calllog::CallRecord;
 use rarc_sim::config::{JobMode, SimSettings};
-use rarc_sim::job::{JobSpec, StepSpec};
-use rarc_sim::state::{JobState, JobView, QueueJobs, RunnerView};
+use rarc_sim::state::{JobState, JobView, RunnerView};
 use rarc_sim::{SimOptions, SimServer, testing};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
@@ -248,21 +247,7 @@ impl Rig {
     }
 
     fn queue(&self, count: u32, duration_ms: u64) -> Vec<i64> {
-        let req = QueueJobs {
-            count,
-            labels: vec![self.name.into()],
-            duration_ms: Some(duration_ms),
-            spec: JobSpec {
-                steps: vec![StepSpec {
-                    name: "hello".into(),
-                    run: Some("echo hello".into()),
-                    ..Default::default()
-                }],
-                ..Default::default()
-            },
-            ..Default::default()
-        };
-        self.server.sim.with_state(|s| s.queue_jobs(&req)).expect("queue jobs")
+        testing::queue_steps(&self.server, count, self.name, duration_ms)
     }
 
     fn jobs(&self, ids: &[i64]) -> Vec<JobView> {

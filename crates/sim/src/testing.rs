@@ -6,6 +6,7 @@ use crate::auth::DEFAULT_PAT;
 use crate::calllog::CallRecord;
 use crate::config::SimSettings;
 use crate::faults::FaultRule;
+use crate::job::{JobSpec, StepSpec};
 use crate::state::QueueJobs;
 use crate::{SimOptions, SimServer};
 use rarc_actions::types::{Label, RunnerScaleSet, RunnerSetting};
@@ -93,6 +94,26 @@ pub fn queue(s: &SimServer, count: u32, label: &str) -> Vec<i64> {
     let req = QueueJobs {
         count,
         labels: vec![label.into()],
+        ..Default::default()
+    };
+    s.sim.with_state(|st| st.queue_jobs(&req)).expect("queue jobs")
+}
+
+/// Queues `count` jobs with the runs-on label `label`, each `duration_ms` of work and one `run:`
+/// step (`echo hello`, which the simulated runner's shell executes); returns their request ids.
+pub fn queue_steps(s: &SimServer, count: u32, label: &str, duration_ms: u64) -> Vec<i64> {
+    let req = QueueJobs {
+        count,
+        labels: vec![label.into()],
+        duration_ms: Some(duration_ms),
+        spec: JobSpec {
+            steps: vec![StepSpec {
+                name: "hello".into(),
+                run: Some("echo hello".into()),
+                ..Default::default()
+            }],
+            ..Default::default()
+        },
         ..Default::default()
     };
     s.sim.with_state(|st| st.queue_jobs(&req)).expect("queue jobs")

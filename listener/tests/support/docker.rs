@@ -116,23 +116,19 @@ pub fn sweep(key: &str, value: &str) {
 
 /// Ids of the containers (any state) matching a `docker ps --filter`.
 pub fn containers_matching(filter: &str) -> Vec<String> {
-    docker_cli()
-        .args(["ps", "-aq", "--filter", filter])
-        .output()
-        .map(|out| {
-            String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
+    words(&["ps", "-aq", "--filter", filter])
 }
 
 /// Names of the volumes matching a `docker volume ls --filter` (e.g. the Docker backend's
 /// pending-runner markers).
 pub fn volumes_matching(filter: &str) -> Vec<String> {
+    words(&["volume", "ls", "-q", "--filter", filter])
+}
+
+/// The whitespace-separated words a docker command prints (none when it fails).
+fn words(args: &[&str]) -> Vec<String> {
     docker_cli()
-        .args(["volume", "ls", "-q", "--filter", filter])
+        .args(args)
         .output()
         .map(|out| {
             String::from_utf8_lossy(&out.stdout)
