@@ -58,6 +58,42 @@ pub enum HookError {
     Signals(#[source] std::io::Error),
     #[error("cancelled by {name} (the job was cancelled)", name = crate::exit::signal_name(*.0))]
     Cancelled(i32),
+    /// docker mode: the daemon cannot be reached (`DOCKER_HOST`, TLS settings).
+    #[error("cannot connect to the Docker daemon at {host}: {detail}")]
+    DockerConnect { host: String, detail: String },
+    /// docker mode: an Engine API call failed; `action` says what the hook was doing.
+    #[error("{action}: {source}")]
+    Docker {
+        action: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("invalid createOptions: {0}")]
+    CreateOptions(String),
+    #[error("Exiting docker pull after {attempts} failed attempts: cannot pull '{image}': {detail}")]
+    PullFailed {
+        image: String,
+        attempts: u32,
+        detail: String,
+    },
+    #[error("registry login failed for '{image}' on '{server}' (check the registry credentials): {detail}")]
+    RegistryAuth {
+        image: String,
+        server: String,
+        detail: String,
+    },
+    #[error("building the container action from '{dockerfile}' failed: {detail}")]
+    Build { dockerfile: String, detail: String },
+    /// A service (or the job container) did not become healthy.
+    #[error("Failed to initialize containers, Container '{name}' is unhealthy with status '{status}'{detail}")]
+    Unhealthy {
+        name: String,
+        status: String,
+        detail: String,
+    },
+    /// The request's `state` lacks what an earlier `prepare_job` should have put there.
+    #[error("the request's state has no {0}: prepare_job must have created the job container first")]
+    MissingState(&'static str),
 }
 
 impl HookError {

@@ -25,9 +25,14 @@ index.sh, see docs/hooks.md), which passes the MODE.
 Stdout is the runner's log: it carries only step output and workflow commands (::error:: …). \
 Diagnostics go to stderr, at the level of RARC_HOOKS_LOG.
 
-STATUS: the protocol core is implemented (request, response file, exit codes, live output, \
-cancellation). The docker, k8s and k8s-novolume modes are NOT IMPLEMENTED YET: every command \
-fails with \"::error::the <mode> mode does not implement <command> yet\" and exit code 1.";
+The docker mode talks to the Docker Engine API at DOCKER_HOST (default \
+unix:///var/run/docker.sock; tcp:// and TLS with DOCKER_TLS_VERIFY/DOCKER_CERT_PATH) and reads \
+RUNNER_NAME (instance label), GITHUB_WORKSPACE, ACTIONS_RUNNER_NETWORK_DRIVER and \
+RARC_HOOKS_HEALTH_TIMEOUT (seconds, default 600).
+
+STATUS: the protocol core and the docker mode are implemented. The k8s and k8s-novolume modes are \
+NOT IMPLEMENTED YET: every command fails with \"::error::the <mode> mode does not implement \
+<command> yet\" and exit code 1.";
 
 const AFTER_HELP: &str = "Exit codes:
   0        success (prepare_job: the response was written to responseFile)

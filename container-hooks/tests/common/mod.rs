@@ -23,10 +23,26 @@ pub fn shim(name: &str) -> PathBuf {
     repo().join("images/hooks").join(name)
 }
 
-/// The environment every mode requires, and nothing else from the test's environment but PATH.
+/// A Docker daemon that does not exist: the docker mode fails at once, and predictably, where it
+/// would connect (tests of the real daemon are in `docker_mode.rs`).
+pub const NO_DOCKER_HOST: &str = "unix:///nonexistent/rarc-hooks-test.sock";
+
+/// The `::error::` line that shows a command reached `mode` (and was parsed): docker cannot reach
+/// [`NO_DOCKER_HOST`], the k8s modes are not implemented yet.
+pub fn reached_mode(mode: &str, command: &str) -> String {
+    match mode {
+        "docker" => format!("::error::cannot connect to the Docker daemon at {NO_DOCKER_HOST}"),
+        "k8s-volume" => format!("::error::the k8s mode does not implement {command} yet"),
+        _ => format!("::error::the {mode} mode does not implement {command} yet"),
+    }
+}
+
+/// The environment every mode requires, and nothing else from the test's environment but PATH
+/// (and a [`NO_DOCKER_HOST`]).
 pub fn runner_env(cmd: &mut Command) -> &mut Command {
     cmd.env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DOCKER_HOST", NO_DOCKER_HOST)
         .env("GITHUB_WORKSPACE", "/tmp")
         .env("RUNNER_NAME", "runner-1")
         .env("ACTIONS_RUNNER_POD_NAME", "runner-pod-1")

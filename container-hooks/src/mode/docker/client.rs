@@ -1,0 +1,171 @@
+//! The Docker daemon connection: `DOCKER_HOST` (default `unix:///var/run/docker.sock`, the dind
+//! sidecar's socket), plain `tcp://`, or TLS when `DOCKER_TLS_VERIFY` is set (certificates from
+//! `DOCKER_CERT_PATH`, default `~/.docker`: `ca.pem`, `cert.pem`, `key.pem`) or the scheme is
+//! `https://`. The API version is negotiated with the daemon.
+
+use crate::env::RunnerEnv;
+use crate::error::HookError;
+use bollard::{API_DEFAULT_VERSION, Docker};
+use std::path::PathBuf;
+
+/// The dind sidecar's socket, the default of the docker CLI.
+pub const DEFAULT_HOST: &str = "unix:///var/run/docker.sock";
+
+/// Seconds the daemon gets to answer a request's headers (streams, once started, are not limited).
+const REQUEST_TIMEOUT: u64 = 300;
+
+/// How to reach the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Unix(String),
+    Http(String),
+    Tls {
+        addr: String,
+        ca: PathBuf,
+        cert: PathBuf,
+        key: PathBuf,
+    },
+}
+
+/// Decides the transport from the environment (pure).
+pub fn target(env: &RunnerEnv) -> Result<(String, Target), HookError> {
+    let host = env.get("DOCKER_HOST").unwrap_or(DEFAULT_HOST).to_owned();
+    let tls = env.get("DOCKER_TLS_VERIFY").is_some();
+    let certs = || {
+        let dir = env
+            .get("DOCKER_CERT_PATH")
+            .map(PathBuf::from)
+            .or_else(|| env.get("HOME").map(|h| PathBuf::from(h).join(".docker")))
+            .unwrap_or_else(|| PathBuf::from(".docker"));
+        (dir.join("ca.pem"), dir.join("cert.pem"), dir.join("key.pem"))
+    };
+    let t = if host.starts_with("unix://") {
+        Target::Unix(host.clone())
+    } else if let Some(addr) = host.strip_prefix("tcp://").or_else(|| host.strip_prefix("http://")) {
+        if tls {
+            let (ca, cert, key) = certs();
+            Target::Tls {
+                addr: format!("https://{addr}"),
+                ca,
+                cert,
+                key,
+            }
+        } else {
+            Target::Http(format!("http://{addr}"))
+        }
+    } else if host.starts_with("https://") {
+        let (ca, cert, key) = certs();
+        Target::Tls {
+            addr: host.clone(),
+            ca,
+            cert,
+            key,
+        }
+    } else {
+        return Err(HookError::DockerConnect {
+            host,
+            detail: "unsupported DOCKER_HOST scheme (use unix://, tcp:// or https://)".into(),
+        });
+    };
+    Ok((host, t))
+}
+
+/// Connects, negotiates the API version and checks that the daemon answers.
+pub async fn connect(env: &RunnerEnv) -> Result<Docker, HookError> {
+    let (host, target) = target(env)?;
+    let fail = |detail: String| HookError::DockerConnect {
+        host: host.clone(),
+        detail,
+    };
+    let docker = match &target {
+        Target::Unix(path) => Docker::connect_with_unix(path, REQUEST_TIMEOUT, API_DEFAULT_VERSION),
+        Target::Http(addr) => Docker::connect_with_http(addr, REQUEST_TIMEOUT, API_DEFAULT_VERSION),
+        Target::Tls { addr, ca, cert, key } => {
+            for f in [ca, cert, key] {
+                if !f.is_file() {
+                    return Err(fail(format!(
+                        "DOCKER_TLS_VERIFY is set but {} does not exist (set DOCKER_CERT_PATH)",
+                        f.display()
+                    )));
+                }
+            }
+            Docker::connect_with_ssl(addr, key, cert, ca, REQUEST_TIMEOUT, API_DEFAULT_VERSION)
+        }
+    }
+    .map_err(|e| fail(e.to_string()))?;
+    let docker = docker.negotiate_version().await.map_err(|e| fail(e.to_string()))?;
+    docker.ping().await.map_err(|e| fail(e.to_string()))?;
+    tracing::debug!(host, version = ?docker.client_version(), "connected to the Docker daemon");
+    Ok(docker)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn env(vars: &[(&str, &str)]) -> RunnerEnv {
+        RunnerEnv::from_vars(vars.iter().copied())
+    }
+
+    #[test]
+    fn targets() {
+        assert_eq!(target(&env(&[])).unwrap().1, Target::Unix(DEFAULT_HOST.into()));
+        assert_eq!(
+            target(&env(&[("DOCKER_HOST", "unix:///run/dind.sock")])).unwrap().1,
+            Target::Unix("unix:///run/dind.sock".into())
+        );
+        assert_eq!(
+            target(&env(&[("DOCKER_HOST", "tcp://dind:2375")])).unwrap().1,
+            Target::Http("http://dind:2375".into())
+        );
+        assert_eq!(
+            target(&env(&[
+                ("DOCKER_HOST", "tcp://dind:2376"),
+                ("DOCKER_TLS_VERIFY", "1"),
+                ("DOCKER_CERT_PATH", "/certs/client")
+            ]))
+            .unwrap()
+            .1,
+            Target::Tls {
+                addr: "https://dind:2376".into(),
+                ca: "/certs/client/ca.pem".into(),
+                cert: "/certs/client/cert.pem".into(),
+                key: "/certs/client/key.pem".into(),
+            }
+        );
+        let Target::Tls { ca, .. } = target(&env(&[("DOCKER_HOST", "https://d:2376"), ("HOME", "/home/runner")]))
+            .unwrap()
+            .1
+        else {
+            panic!()
+        };
+        assert_eq!(ca, PathBuf::from("/home/runner/.docker/ca.pem"));
+        let e = target(&env(&[("DOCKER_HOST", "ssh://x")])).unwrap_err().to_string();
+        assert!(e.contains("unsupported DOCKER_HOST scheme"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn missing_certificates_and_sockets_are_clear_errors() {
+        let e = connect(&env(&[
+            ("DOCKER_HOST", "tcp://127.0.0.1:1"),
+            ("DOCKER_TLS_VERIFY", "1"),
+            ("DOCKER_CERT_PATH", "/nonexistent"),
+        ]))
+        .await
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("cannot connect to the Docker daemon at tcp://127.0.0.1:1: DOCKER_TLS_VERIFY is set but /nonexistent/ca.pem does not exist"),
+            "{e}"
+        );
+        let e = connect(&env(&[("DOCKER_HOST", "unix:///nonexistent.sock")]))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("cannot connect to the Docker daemon at unix:///nonexistent.sock"),
+            "{e}"
+        );
+    }
+}
