@@ -33,7 +33,7 @@ lint: deps
 fmt:
 	$(CARGO) fmt --all
 
-## Benchmarks (release profile); figures go to docs/benchmarks.md.
+## Benchmarks (release profile), with the test cluster and dockerd they need (scripts/bench);
+## figures go to docs/benchmarks.md.
 bench: deps
-	$(CARGO) bench --locked -p rarc-sim --bench round_trip
-	$(CARGO) bench --locked -p rarc-listener --bench listener
+	scripts/bench
