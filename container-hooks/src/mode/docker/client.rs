@@ -90,7 +90,7 @@ pub async fn connect(env: &RunnerEnv) -> Result<Docker, HookError> {
         } else {
             *API_DEFAULT_VERSION
         };
-        let docker = Docker::connect_with_unix(path, REQUEST_TIMEOUT, &version).map_err(|e| fail(e.to_string()))?;
+        let docker = Docker::connect_with_unix(path, REQUEST_TIMEOUT, &version).map_err(|e| fail(causes(&e)))?;
         tracing::debug!(host, version = ?docker.client_version(), "connected to the Docker daemon");
         return Ok(docker);
     }
@@ -109,11 +109,28 @@ pub async fn connect(env: &RunnerEnv) -> Result<Docker, HookError> {
             Docker::connect_with_ssl(addr, key, cert, ca, REQUEST_TIMEOUT, API_DEFAULT_VERSION)
         }
     }
-    .map_err(|e| fail(e.to_string()))?;
-    let docker = docker.negotiate_version().await.map_err(|e| fail(e.to_string()))?;
-    docker.ping().await.map_err(|e| fail(e.to_string()))?;
+    .map_err(|e| fail(causes(&e)))?;
+    let docker = docker.negotiate_version().await.map_err(|e| fail(causes(&e)))?;
+    docker.ping().await.map_err(|e| fail(causes(&e)))?;
     tracing::debug!(host, version = ?docker.client_version(), "connected to the Docker daemon");
     Ok(docker)
+}
+
+/// `e` and its causes, `: `-joined (pure): bollard's transport errors say only `client error
+/// (Connect)`; what failed (refused, TLS alert, untrusted certificate) is in the causes. A cause
+/// whose text is already shown is skipped.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let part = cause.to_string();
+        if !part.is_empty() && !text.contains(&part) {
+            text.push_str(": ");
+            text.push_str(&part);
+        }
+        next = cause.source();
+    }
+    text
 }
 
 /// A unix socket: `HEAD /_ping` checks that the daemon answers and gives its API version
@@ -218,6 +235,34 @@ mod tests {
         assert_eq!(parse_api_version(" 1.52 "), Some(v(1, 52)));
         assert_eq!(parse_api_version("x"), None);
         assert_eq!(parse_api_version("1.x"), None);
+    }
+
+    #[test]
+    fn causes_are_shown() {
+        #[derive(Debug)]
+        struct E(&'static str, Option<Box<E>>);
+        impl std::fmt::Display for E {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.0)
+            }
+        }
+        impl std::error::Error for E {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                self.1.as_deref().map(|e| e as _)
+            }
+        }
+        let e = E(
+            "client error (Connect)",
+            Some(Box::new(E(
+                "invalid peer certificate: UnknownIssuer",
+                Some(Box::new(E("UnknownIssuer", None))),
+            ))),
+        );
+        assert_eq!(
+            causes(&e),
+            "client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(causes(&E("alone", None)), "alone");
     }
 
     #[tokio::test]
