@@ -47,18 +47,21 @@ fn fake_binary(dir: &Path) -> PathBuf {
 
 #[derive(Clone, Copy, Debug)]
 enum Shim {
+    /// `node` on PATH (Debian's / NodeSource's node 20 here).
     Node,
+    /// Node 24, from npm (`scripts/ensure-deps` installs it under ~/.cache/rarc/node24).
+    Node24,
     Bash,
     /// The runner's fallback when bash is not on PATH.
     Sh,
 }
 
-const SHIMS: [Shim; 3] = [Shim::Node, Shim::Bash, Shim::Sh];
+const SHIMS: [Shim; 4] = [Shim::Node, Shim::Node24, Shim::Bash, Shim::Sh];
 
 impl Shim {
     fn file(self) -> &'static str {
         match self {
-            Self::Node => "index.js",
+            Self::Node | Self::Node24 => "index.js",
             Self::Bash | Self::Sh => "index.sh",
         }
     }
@@ -67,6 +70,7 @@ impl Shim {
     fn command(self, path: &Path) -> Command {
         let mut cmd = match self {
             Self::Node => Command::new("node"),
+            Self::Node24 => Command::new(node24()),
             Self::Bash | Self::Sh => {
                 let mut c = Command::new(if matches!(self, Self::Bash) { "bash" } else { "sh" });
                 c.arg("-e");
@@ -76,6 +80,23 @@ impl Shim {
         runner_env(&mut cmd).arg(path);
         cmd
     }
+}
+
+/// The node 24 binary `scripts/ensure-deps` installs (`RARC_NODE24` overrides); checked to be 24.
+fn node24() -> PathBuf {
+    let path = std::env::var_os("RARC_NODE24").map(PathBuf::from).unwrap_or_else(|| {
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "/root".into());
+        home.join(".cache/rarc/node24/node_modules/node/bin/node")
+    });
+    let version = Command::new(&path)
+        .arg("--version")
+        .output()
+        .unwrap_or_else(|e| panic!("node 24 at {} ({e}); run scripts/ensure-deps", path.display()));
+    let version = String::from_utf8_lossy(&version.stdout);
+    assert!(version.starts_with("v24."), "{} is node {version}", path.display());
+    path
 }
 
 /// The shim run from images/hooks with a given binary and mode.
@@ -129,7 +150,7 @@ fn stdin_mode_and_exit_codes_pass_through() {
         let mut cmd = with_binary(shim, &fake, "docker");
         let status = run_status(&mut cmd, b"killed");
         match shim {
-            Shim::Node => assert_eq!(status.code(), Some(137), "{status:?}"),
+            Shim::Node | Shim::Node24 => assert_eq!(status.code(), Some(137), "{status:?}"),
             Shim::Bash | Shim::Sh => assert_eq!(status.signal(), Some(9), "{status:?}"),
         }
         // The first argument wins over RARC_HOOKS_MODE (manual use).
