@@ -7,16 +7,15 @@
 use super::exec;
 use super::names;
 use super::registry;
-use super::spec::{Placement, Role, container_body};
-use super::{State, api_message, docker_err};
+use super::spec::{Placement, Role};
+use super::{State, api_message, create_container, docker_err};
 use crate::error::HookError;
 use crate::exit::{StepExit, Termination};
 use crate::mode::Invocation;
 use crate::protocol::HookContainer;
 use bollard::Docker;
 use bollard::query_parameters::{
-    AttachContainerOptions, BuildImageOptions, CreateContainerOptions, KillContainerOptions, RemoveContainerOptions,
-    StopContainerOptions,
+    AttachContainerOptions, BuildImageOptions, KillContainerOptions, RemoveContainerOptions, StopContainerOptions,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -51,22 +50,11 @@ pub async fn run(docker: &Docker, inv: &Invocation, args: &HookContainer, label:
         aliases: Vec::new(),
         role: Role::Step,
     };
-    let (name, body) = container_body(args, &image, &placement)?;
-    let name = name.unwrap_or_else(|| names::container_name(&image));
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            }),
-            body,
-        )
-        .await
-        .map_err(docker_err(&format!("creating the step container from '{image}'")))?;
-    let outcome = attach_start_wait(docker, inv, &created.id).await;
+    let (_, id) = create_container(docker, args, &image, &placement, "step container").await?;
+    let outcome = attach_start_wait(docker, inv, &id).await;
     let removed = docker
         .remove_container(
-            &created.id,
+            &id,
             Some(RemoveContainerOptions {
                 force: true,
                 v: true,

@@ -75,6 +75,30 @@ pub fn docker_err(action: &str) -> impl Fn(bollard::errors::Error) -> HookError 
     }
 }
 
+/// Creates the container `container` describes from `image` (not started), named as its create
+/// options say or after the image; returns its name and id. `what` names it in errors.
+async fn create_container(
+    docker: &bollard::Docker,
+    container: &HookContainer,
+    image: &str,
+    placement: &spec::Placement<'_>,
+    what: &str,
+) -> Result<(String, String), HookError> {
+    let (name, body) = spec::container_body(container, image, placement)?;
+    let name = name.unwrap_or_else(|| names::container_name(image));
+    let created = docker
+        .create_container(
+            Some(bollard::query_parameters::CreateContainerOptions {
+                name: Some(name.clone()),
+                ..Default::default()
+            }),
+            body,
+        )
+        .await
+        .map_err(docker_err(&format!("creating the {what} from '{image}'")))?;
+    Ok((name, created.id))
+}
+
 /// The instance label of this runner (`RUNNER_NAME` is required before any command runs).
 fn label(inv: &Invocation) -> String {
     names::instance_label(inv.env.get("RUNNER_NAME").unwrap_or_default())

@@ -7,13 +7,12 @@ use super::cleanup::remove_labelled;
 use super::names;
 use super::registry;
 use super::spec::{Placement, Role, container_body, is_user_defined_network, published_ports};
-use super::{State, docker_err, exec, health};
+use super::{State, create_container, docker_err, exec, health};
 use crate::error::HookError;
 use crate::mode::Invocation;
 use crate::protocol::{ContainerInfo, HookContainer, PrepareJobArgs, PrepareJobResponse, ResponseContext};
 use bollard::Docker;
 use bollard::models::NetworkCreateRequest;
-use bollard::query_parameters::CreateContainerOptions;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -200,24 +199,13 @@ async fn create_and_start(
 ) -> Result<String, HookError> {
     registry::pull(docker, image, container.registry.as_ref(), &inv.cancel).await?;
     cancelled(inv)?;
-    let (name, body) = container_body(container, image, placement)?;
-    let name = name.unwrap_or_else(|| names::container_name(image));
-    let created = docker
-        .create_container(
-            Some(CreateContainerOptions {
-                name: Some(name.clone()),
-                ..Default::default()
-            }),
-            body,
-        )
-        .await
-        .map_err(docker_err(&format!("creating the {what} from '{image}'")))?;
+    let (name, id) = create_container(docker, container, image, placement, what).await?;
     docker
-        .start_container(&created.id, None::<bollard::query_parameters::StartContainerOptions>)
+        .start_container(&id, None::<bollard::query_parameters::StartContainerOptions>)
         .await
         .map_err(docker_err(&format!("starting the {what} ({name})")))?;
-    tracing::debug!(what, id = created.id, name, "started");
-    Ok(created.id)
+    tracing::debug!(what, id, name, "started");
+    Ok(id)
 }
 
 async fn ports_of(docker: &Docker, id: &str) -> Result<std::collections::BTreeMap<String, String>, HookError> {
