@@ -9,8 +9,8 @@
 //!   (cap-add ALL minus SYS_RESOURCE, seccomp and apparmor unconfined, `/sys/fs/cgroup` bound, a
 //!   `/var/run` shared for the socket, the runner's work directory shared at the same path), from an
 //!   image built `FROM scratch` out of the host's Debian dockerd, containerd, runc, docker-init,
-//!   iptables and their libraries (`rarc-test/dind:1`, reused when present). The job container runs
-//!   inside it.
+//!   iptables and their libraries (`rarc-test/dind:1` from `scripts/dind-image`, reused when
+//!   present). The job container runs inside it.
 //!
 //! Every test asserts that nothing it created is left: containers and networks (by the runner's
 //! instance label), the stunnel process, the dind container.
@@ -688,94 +688,28 @@ fn tls_daemon_with_client_certificates() {
 // ---------------------------------------------------------------------------------------------
 // Docker-in-Docker
 
-/// The host's Debian docker.io daemon, its runtime and iptables, with their libraries and
-/// busybox for /bin/sh, `FROM scratch` (built once; reused when present).
-fn dind_image() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        if exists_at(docker_host(), &["image", "inspect", DIND]) {
-            return;
-        }
-        let ctx = tempfile::tempdir().unwrap();
-        let root = ctx.path().join("rootfs");
-        for d in [
-            "etc", "root", "proc", "sys", "dev", "run", "var/run", "var/lib", "usr/sbin", "usr/bin",
-        ] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        busybox_into(&root);
-        sticky_tmp(&root);
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-        // Found by name on PATH; copied to the same place (symlinks resolved).
-        let wanted = [
-            "dockerd",
-            "containerd",
-            "containerd-shim-runc-v2",
-            "runc",
-            "docker-init",
-            "docker-proxy",
-            "xtables-nft-multi",
-        ];
-        let search = ["/usr/sbin", "/usr/bin", "/sbin", "/bin"];
-        let mut binaries = Vec::new();
-        for name in wanted {
-            let found = search
-                .iter()
-                .map(|d| Path::new(d).join(name))
-                .find(|p| p.exists())
-                .unwrap_or_else(|| panic!("{name} not found (Debian's docker.io and iptables provide it)"));
-            let dst = root.join(found.strip_prefix("/").unwrap());
-            std::fs::copy(&found, &dst).unwrap();
-            binaries.push(found);
-        }
-        for tool in [
-            "iptables",
-            "iptables-save",
-            "iptables-restore",
-            "ip6tables",
-            "ip6tables-save",
-            "ip6tables-restore",
-        ] {
-            let _ = std::fs::remove_file(root.join("usr/sbin").join(tool));
-            std::os::unix::fs::symlink("xtables-nft-multi", root.join("usr/sbin").join(tool)).unwrap();
-        }
-        // iptables' match and target modules (dlopened).
-        let xtables = Path::new("/usr/lib/x86_64-linux-gnu/xtables");
-        let mut libs_of = binaries.clone();
-        if xtables.is_dir() {
-            let dst = root.join("usr/lib/x86_64-linux-gnu/xtables");
-            std::fs::create_dir_all(&dst).unwrap();
-            for e in std::fs::read_dir(xtables).unwrap().flatten() {
-                std::fs::copy(e.path(), dst.join(e.file_name())).unwrap();
-                libs_of.push(e.path());
-            }
-        }
-        let mut libs = std::collections::BTreeSet::new();
-        for bin in &libs_of {
-            let out = Command::new("ldd").arg(bin).output().unwrap();
-            for line in String::from_utf8_lossy(&out.stdout).lines() {
-                // `libc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x…)` or `/lib64/ld-linux-x86-64.so.2 (0x…)`.
-                let path = line.split("=>").last().unwrap().split_whitespace().next().unwrap_or("");
-                if path.starts_with('/') {
-                    libs.insert(PathBuf::from(path));
-                }
-            }
-        }
-        for lib in libs {
-            let dst = root.join(lib.strip_prefix("/").unwrap());
-            std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
-            std::fs::copy(&lib, &dst).unwrap();
-        }
-        import(
-            &root,
-            DIND,
-            &[
-                "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                "CMD [\"dockerd\"]",
-            ],
-        );
-    });
+/// The dind image (`scripts/dind-image`: the host's Debian docker.io daemon, its runtime and
+/// iptables, with their libraries and busybox, `FROM scratch`; built once, reused when present).
+/// Returns its reference.
+fn dind_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let out = Command::new(repo().join("scripts/dind-image"))
+            .env("DOCKER_HOST", docker_host())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/dind-image");
+        assert!(out.status.success(), "scripts/dind-image failed (its stderr is above)");
+        let image = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .expect("scripts/dind-image prints the image reference last")
+            .to_owned();
+        assert_eq!(image, DIND, "scripts/dind-image built another tag");
+        image
+    })
 }
 
 /// A dind sidecar on the host daemon; removed (with everything inside it) on drop.
@@ -790,7 +724,7 @@ impl Dind {
     /// Runs the sidecar the way the listener's `dind` mode does (unprivileged variant), sharing
     /// `/var/run` through a host directory and `work` at the same path; waits for its daemon.
     fn start(work: &Path) -> Self {
-        dind_image();
+        let image = dind_image();
         let run = tempfile::tempdir().unwrap();
         let name = format!("rarc-test-dind-{}", unique());
         let dind = Self {
@@ -821,7 +755,7 @@ impl Dind {
             &run_bind,
             "-v",
             &work_bind,
-            DIND,
+            image,
             "dockerd",
             "--storage-driver=vfs",
         ]);

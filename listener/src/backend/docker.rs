@@ -27,8 +27,8 @@ use bollard::Docker;
 use bollard::models::VolumeCreateRequest;
 use bollard::models::{ContainerCreateBody, ContainerSummary, ContainerSummaryStateEnum, HostConfig};
 use bollard::query_parameters::{
-    CreateContainerOptions, EventsOptions, ListContainersOptions, ListVolumesOptions, RemoveContainerOptions,
-    RemoveVolumeOptions, StartContainerOptions,
+    CreateContainerOptions, EventsOptions, InspectContainerOptions, ListContainersOptions, ListVolumesOptions,
+    RemoveContainerOptions, RemoveVolumeOptions, StartContainerOptions,
 };
 use futures::StreamExt;
 use rand::Rng;
@@ -93,6 +93,14 @@ pub enum DockerBackendError {
         #[source]
         source: bollard::errors::Error,
     },
+    #[error("inspecting container {name}")]
+    InspectContainer {
+        name: String,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    #[error("sidecar {name} has no volume at {path}")]
+    SidecarVolume { name: String, path: String },
     #[error("starting container {name}")]
     StartContainer {
         name: String,
@@ -148,6 +156,8 @@ impl DockerBackendError {
             Self::RemoveContainer { .. } => "RemoveContainer",
             Self::GenerateJitConfig { .. } => "GenerateJitConfig",
             Self::NoFreeRunnerName(_) => "NoFreeRunnerName",
+            Self::InspectContainer { .. } => "InspectContainer",
+            Self::SidecarVolume { .. } => "SidecarVolume",
             Self::RemoveRunner { .. } => "RemoveRunner",
             Self::Stopped(_) => "Stopped",
             Self::Marker { .. } => "Marker",
@@ -894,14 +904,19 @@ impl Inner {
                 image: Some(dind.image.clone()),
                 cmd: dind.command.clone(),
                 labels: Some(self.labels_for(name, runner_id, labels::ROLE_DIND)),
-                // Anonymous volumes the runner shares through `volumes_from`; removed with the sidecar.
+                // Anonymous volumes the runner mounts by name (below); removed with the sidecar.
                 volumes: Some(vec!["/var/run".to_owned(), dind.shared_work_dir.clone()]),
                 host_config: Some(host),
                 ..Default::default()
             };
             self.create(&sidecar, body).await?;
             self.start(&sidecar).await?;
-            runner_host.volumes_from = Some(vec![sidecar]);
+            // The runner mounts the sidecar's two anonymous volumes by name: `volumes_from` would
+            // also hand it the sidecar's read-write bind of the host's /sys/fs/cgroup.
+            let shared = self
+                .sidecar_volumes(&sidecar, &["/var/run", dind.shared_work_dir.as_str()])
+                .await?;
+            runner_host.binds.get_or_insert_with(Vec::new).extend(shared);
             env.push("DOCKER_HOST=unix:///var/run/docker.sock".to_owned());
         }
         env.push(format!("{JIT_CONFIG_ENV}={}", jit.expose()));
@@ -917,6 +932,33 @@ impl Inner {
         };
         self.create(name, body).await?;
         self.start(name).await
+    }
+
+    /// `<volume>:<destination>` binds of the anonymous volumes `sidecar` mounts at `destinations`.
+    async fn sidecar_volumes(&self, sidecar: &str, destinations: &[&str]) -> Result<Vec<String>, DockerBackendError> {
+        let inspect = self
+            .docker
+            .inspect_container(sidecar, None::<InspectContainerOptions>)
+            .await
+            .map_err(|source| DockerBackendError::InspectContainer {
+                name: sidecar.to_owned(),
+                source,
+            })?;
+        let mounts = inspect.mounts.unwrap_or_default();
+        destinations
+            .iter()
+            .map(|dst| {
+                mounts
+                    .iter()
+                    .find(|m| m.destination.as_deref() == Some(*dst))
+                    .and_then(|m| m.name.as_deref())
+                    .map(|volume| format!("{volume}:{dst}"))
+                    .ok_or_else(|| DockerBackendError::SidecarVolume {
+                        name: sidecar.to_owned(),
+                        path: (*dst).to_owned(),
+                    })
+            })
+            .collect()
     }
 
     async fn create(&self, name: &str, body: ContainerCreateBody) -> Result<(), DockerBackendError> {

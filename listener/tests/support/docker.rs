@@ -1,5 +1,6 @@
 //! The Docker test harness: the daemon (`scripts/dockerd-up`, once per process), the docker CLI,
-//! the simulated-runner image (`scripts/runner-image`) and sweeping containers by label.
+//! the simulated-runner image (`scripts/runner-image`), the Docker-in-Docker image
+//! (`scripts/dind-image`) and sweeping containers by label.
 //!
 //! Runner containers run `rarc-sim runner` from an image built `FROM scratch` (the binary, the
 //! libraries `ldd` lists, busybox as `/bin/sh`), on the host network so they reach an in-process
@@ -151,4 +152,26 @@ pub fn remove_matching(filter: &str) -> usize {
         let _ = docker_cli().args(["volume", "rm", "-f"]).args(&volumes).output();
     }
     ids.len()
+}
+
+/// The Docker-in-Docker image (built by `scripts/dind-image` from the host's Debian docker.io
+/// files, reused after); returns its reference.
+pub fn dind_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        let out = Command::new(repo_root().join("scripts/dind-image"))
+            .env("DOCKER_HOST", docker_host())
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("run scripts/dind-image");
+        assert!(out.status.success(), "scripts/dind-image failed (its stderr is above)");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        stdout
+            .lines()
+            .last()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .expect("scripts/dind-image prints the image reference last")
+            .to_owned()
+    })
 }
