@@ -9,7 +9,7 @@
 //! (`rarc-hooks --version`) and its peak RSS during a step (`/usr/bin/time -f %M`).
 //!
 //! The job container is made by the hook's own `prepare_job` (the busybox `FROM scratch` test image
-//! `rarc-test/hooks-busybox:1` of `tests/docker_mode.rs`, built when missing and kept for the tests)
+//! `rarc-test/hooks-busybox:1` of `tests/common/docker.rs`, built when missing and kept for the tests)
 //! and removed by its `cleanup_job`; the bench then checks that nothing with its label is left.
 //!
 //! It fails when a step fails (a benchmark of an error is worthless), not when the target (under
@@ -25,7 +25,11 @@ use std::time::{Duration, Instant};
 
 type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 
-const BUSYBOX: &str = "rarc-test/hooks-busybox:1";
+/// The tests' Docker helpers: the busybox test image is built by the same code.
+#[allow(dead_code, clippy::unwrap_used)]
+#[path = "../tests/common/docker.rs"]
+mod docker;
+use docker::BUSYBOX;
 /// Milliseconds above the floor the direct hook may add (issue 6).
 const TARGET_MS: f64 = 30.0;
 
@@ -109,74 +113,6 @@ impl Bench {
     fn line(&self, command: &str, args: &Value, state: Option<&Value>) -> String {
         let line = json!({"command": command, "responseFile": self.response, "args": args, "state": state});
         format!("{line}\n")
-    }
-
-    /// Builds the busybox test image when missing (as `tests/docker_mode.rs` does).
-    fn image(&self) -> Result<()> {
-        let present = self
-            .docker()
-            .args(["image", "inspect", BUSYBOX])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()?
-            .success();
-        if present {
-            return Ok(());
-        }
-        let busybox = Path::new("/bin/busybox");
-        if !busybox.exists() {
-            let ok = Command::new("sh")
-                .args([
-                    "-c",
-                    "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static",
-                ])
-                .status()?
-                .success();
-            if !ok || !busybox.exists() {
-                return Err("busybox-static is needed".into());
-            }
-        }
-        let ctx = tempfile::tempdir()?;
-        let root = ctx.path().join("rootfs");
-        for d in ["bin", "tmp", "etc", "root", "usr/bin"] {
-            std::fs::create_dir_all(root.join(d))?;
-        }
-        std::fs::copy(busybox, root.join("bin/busybox"))?;
-        let list = Command::new(busybox).arg("--list").output()?;
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            let link = root.join("bin").join(applet);
-            if applet != "busybox" && !link.exists() {
-                std::os::unix::fs::symlink("busybox", &link)?;
-            }
-        }
-        std::fs::write(root.join("etc/os-release"), "ID=busybox\nNAME=BusyBox\n")?;
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n")?;
-        std::fs::write(root.join("etc/group"), "root:x:0:\n")?;
-        let mut perms = std::fs::metadata(root.join("tmp"))?.permissions();
-        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o1777);
-        std::fs::set_permissions(root.join("tmp"), perms)?;
-        let tar = ctx.path().join("rootfs.tar");
-        let ok = Command::new("tar")
-            .arg("-C")
-            .arg(&root)
-            .arg("-cf")
-            .arg(&tar)
-            .arg(".")
-            .status()?
-            .success();
-        if !ok {
-            return Err("tar of the busybox rootfs failed".into());
-        }
-        self.docker_ok(&[
-            "import",
-            "--change",
-            "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-            "--change",
-            "CMD [\"sh\"]",
-            tar.to_str().ok_or("tempdir path")?,
-            BUSYBOX,
-        ])?;
-        Ok(())
     }
 
     /// Everything on the daemon with this runner's label.
@@ -323,7 +259,7 @@ fn main() -> Result<()> {
         std::fs::create_dir_all(root.join(d))?;
     }
     std::fs::write(&bench.response, "")?;
-    bench.image()?;
+    docker::images();
 
     // prepare_job: the job container, as the runner asks for it.
     let mount = |src: &str, dst: &str, ro: bool| json!({"userProvidedValue": null, "sourceVolumePath": root.join(src), "targetVolumePath": dst, "readOnly": ro});

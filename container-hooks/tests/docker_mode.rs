@@ -10,155 +10,20 @@
 
 mod common;
 
-use common::{Outcome, binary, finish, repo, send};
+use common::docker::{ALPINE, BUSYBOX, HTTPD, docker, docker_host, docker_input, docker_ok, image_exists, images};
+use common::{Outcome, binary, finish, send};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(180);
-const BUSYBOX: &str = "rarc-test/hooks-busybox:1";
-const ALPINE: &str = "rarc-test/hooks-alpine:1";
-const HTTPD: &str = "rarc-test/hooks-httpd:1";
 
 // ---------------------------------------------------------------------------------------------
 // The daemon and the test images
-
-fn docker_host() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/dockerd-up"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/dockerd-up");
-        assert!(out.status.success(), "scripts/dockerd-up failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("dockerd-up prints DOCKER_HOST")
-            .trim()
-            .to_owned()
-    })
-}
-
-fn docker() -> Command {
-    let bin = if Path::new("/usr/bin/docker").exists() {
-        "/usr/bin/docker"
-    } else {
-        "docker"
-    };
-    let mut c = Command::new(bin);
-    c.env("DOCKER_HOST", docker_host()).env("DOCKER_BUILDKIT", "0");
-    c
-}
-
-/// `docker ARGS` (must succeed); its stdout.
-fn docker_ok(args: &[&str]) -> String {
-    let out = docker().args(args).output().expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn docker_input(args: &[&str], input: &str) -> String {
-    let mut child = docker()
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "docker {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn image_exists(image: &str) -> bool {
-    docker()
-        .args(["image", "inspect", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-/// Builds (once; reused when present) the busybox image, an "Alpine" one (`ID=alpine` in
-/// /etc/os-release) and an httpd one with a HEALTHCHECK.
-fn images() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        if !image_exists(BUSYBOX) {
-            let busybox = Path::new("/bin/busybox");
-            if !busybox.exists() {
-                let ok = Command::new("sh")
-                    .args(["-c", "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static"])
-                    .status()
-                    .unwrap()
-                    .success();
-                assert!(ok && busybox.exists(), "busybox-static is needed");
-            }
-            let ctx = tempfile::tempdir().unwrap();
-            let root = ctx.path().join("rootfs");
-            for d in ["bin", "tmp", "etc", "root", "usr/bin"] {
-                std::fs::create_dir_all(root.join(d)).unwrap();
-            }
-            std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-            let list = Command::new(busybox).arg("--list").output().unwrap();
-            for applet in String::from_utf8_lossy(&list.stdout).lines() {
-                let link = root.join("bin").join(applet);
-                if applet != "busybox" && !link.exists() {
-                    std::os::unix::fs::symlink("busybox", &link).unwrap();
-                }
-            }
-            std::fs::write(root.join("etc/os-release"), "ID=busybox\nNAME=BusyBox\n").unwrap();
-            std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-            std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-            let mut perms = std::fs::metadata(root.join("tmp")).unwrap().permissions();
-            std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o1777);
-            std::fs::set_permissions(root.join("tmp"), perms).unwrap();
-            let tar = ctx.path().join("rootfs.tar");
-            let ok = Command::new("tar")
-                .args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
-                .status()
-                .unwrap()
-                .success();
-            assert!(ok);
-            docker_ok(&[
-                "import",
-                "--change",
-                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-                "--change",
-                "CMD [\"sh\"]",
-                tar.to_str().unwrap(),
-                BUSYBOX,
-            ]);
-        }
-        if !image_exists(ALPINE) {
-            let dockerfile = format!("FROM {BUSYBOX}\nLABEL rarc.test.hooks=1\nRUN echo ID=alpine > /etc/os-release\n");
-            docker_input(&["build", "-q", "-t", ALPINE, "-"], &dockerfile);
-        }
-        if !image_exists(HTTPD) {
-            let dockerfile = format!(
-                "FROM {BUSYBOX}\nLABEL rarc.test.hooks=1\nRUN mkdir -p /www && echo hello-from-web > /www/index.html\n\
-                 EXPOSE 80\nHEALTHCHECK --interval=1s --timeout=3s --retries=30 CMD wget -q -O /dev/null http://127.0.0.1:80/ || exit 1\n\
-                 CMD [\"httpd\", \"-f\", \"-p\", \"80\", \"-h\", \"/www\"]\n"
-            );
-            docker_input(&["build", "-q", "-t", HTTPD, "-"], &dockerfile);
-        }
-    });
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -18,6 +18,7 @@
 
 mod common;
 
+use common::docker::{BUSYBOX, docker_at, docker_host, docker_ok, docker_ok_at, exists_at, images};
 use common::{Outcome, binary, finish, repo};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -35,140 +36,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
-const BUSYBOX: &str = "rarc-test/hooks-busybox:1";
 const DIND: &str = "rarc-test/dind:1";
 
 // ---------------------------------------------------------------------------------------------
 // The host daemon and the docker CLI
-
-fn docker_host() -> &'static str {
-    static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let out = Command::new(repo().join("scripts/dockerd-up"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/dockerd-up");
-        assert!(out.status.success(), "scripts/dockerd-up failed");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .last()
-            .expect("dockerd-up prints DOCKER_HOST")
-            .trim()
-            .to_owned()
-    })
-}
-
-/// The docker CLI talking to `host`.
-fn docker_at(host: &str) -> Command {
-    let bin = if Path::new("/usr/bin/docker").exists() {
-        "/usr/bin/docker"
-    } else {
-        "docker"
-    };
-    let mut c = Command::new(bin);
-    c.env("DOCKER_HOST", host).env("DOCKER_BUILDKIT", "0");
-    c
-}
-
-/// `docker ARGS` against `host` (must succeed); its stdout.
-fn docker_ok_at(host: &str, args: &[&str]) -> String {
-    let out = docker_at(host).args(args).output().expect("run docker");
-    assert!(
-        out.status.success(),
-        "docker -H {host} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn docker_ok(args: &[&str]) -> String {
-    docker_ok_at(docker_host(), args)
-}
-
-fn exists_at(host: &str, args: &[&str]) -> bool {
-    docker_at(host)
-        .args(args)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .unwrap()
-        .success()
-}
-
-/// `FROM scratch` + a root filesystem directory, as `tag`.
-fn import(root: &Path, tag: &str, changes: &[&str]) {
-    let tar = root.with_extension("tar");
-    let ok = Command::new("tar")
-        .args(["-C", root.to_str().unwrap(), "-cf", tar.to_str().unwrap(), "."])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "tar of {}", root.display());
-    let mut args = vec!["import"];
-    for c in changes {
-        args.extend(["--change", c]);
-    }
-    args.extend([tar.to_str().unwrap(), tag]);
-    docker_ok(&args);
-}
-
-/// Debian's busybox-static as `/bin/busybox` with its applets linked under `root/bin`.
-fn busybox_into(root: &Path) {
-    let busybox = Path::new("/bin/busybox");
-    if !busybox.exists() {
-        let ok = Command::new("sh")
-            .args([
-                "-c",
-                "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq busybox-static",
-            ])
-            .status()
-            .unwrap()
-            .success();
-        assert!(ok && busybox.exists(), "busybox-static is needed");
-    }
-    std::fs::create_dir_all(root.join("bin")).unwrap();
-    std::fs::copy(busybox, root.join("bin/busybox")).unwrap();
-    let list = Command::new(busybox).arg("--list").output().unwrap();
-    for applet in String::from_utf8_lossy(&list.stdout).lines() {
-        let link = root.join("bin").join(applet);
-        if applet != "busybox" && std::fs::symlink_metadata(&link).is_err() {
-            std::os::unix::fs::symlink("busybox", &link).unwrap();
-        }
-    }
-}
-
-fn sticky_tmp(root: &Path) {
-    let tmp = root.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let mut perms = std::fs::metadata(&tmp).unwrap().permissions();
-    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o1777);
-    std::fs::set_permissions(&tmp, perms).unwrap();
-}
-
-/// The busybox job image (the same as `docker_mode.rs` builds; reused when present).
-fn busybox_image() {
-    static DONE: OnceLock<()> = OnceLock::new();
-    DONE.get_or_init(|| {
-        if exists_at(docker_host(), &["image", "inspect", BUSYBOX]) {
-            return;
-        }
-        let ctx = tempfile::tempdir().unwrap();
-        let root = ctx.path().join("rootfs");
-        for d in ["etc", "root", "usr/bin"] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        busybox_into(&root);
-        sticky_tmp(&root);
-        std::fs::write(root.join("etc/os-release"), "ID=busybox\nNAME=BusyBox\n").unwrap();
-        std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
-        import(
-            &root,
-            BUSYBOX,
-            &["ENV PATH=/usr/local/bin:/usr/bin:/bin", "CMD [\"sh\"]"],
-        );
-    });
-}
 
 // ---------------------------------------------------------------------------------------------
 // A fake runner and the hook invocations
@@ -575,7 +446,7 @@ impl Drop for TlsProxy {
 /// with one clear `::error::` line and exit 1; the proxy leaves no process behind.
 #[test]
 fn tls_daemon_with_client_certificates() {
-    busybox_image();
+    images();
     let socket = docker_host()
         .strip_prefix("unix://")
         .expect("the test daemon listens on a unix socket")
@@ -814,7 +685,7 @@ impl Drop for Dind {
 /// the shared work directory reaches the step, and everything is removed at the end.
 #[test]
 fn docker_in_docker_sidecar() {
-    busybox_image();
+    images();
     // The runner's directory is what the sidecar shares (`sharedWorkDir`): made first, bound at
     // the same path.
     let mut r = Runner::new("dind", &[]);

@@ -9,10 +9,8 @@
 //! binary's size and mtime and reused. Every container is labelled `rarc.test.run=<uuid>` and
 //! force-removed when the test's guard drops, also on failure.
 
-use rarc_actions::scaling::PatchIdState;
+use rarc_actions::ActionsClient;
 use rarc_actions::types::JitConfigRequest;
-use rarc_actions::types::JobMessage;
-use rarc_actions::{ActionsClient, MessageSession};
 use rarc_listener::backend::Backend;
 use rarc_listener::backend::docker::{
     ContainerState, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV, pending_volume,
@@ -27,6 +25,7 @@ use support::docker::{docker_host, docker_ok, runner_image, sweep, sweep_all};
 use tokio_util::sync::CancellationToken;
 
 mod support;
+use support::drive::{drive, eventually};
 
 const TEST_LABEL: &str = "rarc.test.run";
 
@@ -125,63 +124,6 @@ async fn running(b: &DockerBackend) -> usize {
         .count()
 }
 
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// The listener loop in miniature: poll messages, forward JobStarted/JobCompleted, apply
-/// `min(min + assigned, max)` with ARC's patch ids, also on empty polls.
-fn drive(
-    backend: Arc<DockerBackend>,
-    client: ActionsClient,
-    set: i64,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut session = MessageSession::open(client, set, "docker-test").await.expect("session");
-        let mut patch = PatchIdState::new(0, 50);
-        let mut last = 0;
-        let mut assigned = session.statistics().map_or(0, |s| s.total_assigned_jobs);
-        while !stop.is_cancelled() {
-            let msg = tokio::select! {
-                () = stop.cancelled() => break,
-                m = session.get_message(last, 50) => m.expect("get message"),
-            };
-            if let Some(msg) = msg {
-                last = msg.message_id;
-                for j in msg.job_messages().expect("job messages") {
-                    match j {
-                        JobMessage::Started(s) => {
-                            patch.job_started();
-                            backend.job_started(&s).await.expect("job_started");
-                        }
-                        JobMessage::Completed(c) => {
-                            patch.job_completed();
-                            backend.job_completed(&c).await.expect("job_completed");
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(stats) = msg.statistics {
-                    assigned = stats.total_assigned_jobs;
-                }
-                session.delete_message(last).await.expect("delete message");
-            }
-            let (target, patch_id) = patch.next(assigned);
-            backend.apply_desired(target, patch_id).await.expect("apply_desired");
-        }
-        let _ = session.close().await;
-    })
-}
-
 // ---- tests --------------------------------------------------------------------------------------
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -191,7 +133,7 @@ async fn jobs_get_one_runner_each_and_everything_is_cleaned_up() {
     let set = w.scale_set("dk-jobs").await;
     let backend = Arc::new(w.backend(set, "dk-jobs").await);
     let stop = CancellationToken::new();
-    let driver = drive(backend.clone(), w.client.clone(), set, stop.clone());
+    let driver = drive(backend.clone(), w.client.clone(), set, 50, "docker-test", stop.clone());
 
     let jobs = w.queue(5, "dk-jobs", 500);
     eventually("every job to complete", Duration::from_secs(60), || async {

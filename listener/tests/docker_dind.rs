@@ -21,9 +21,7 @@
 //! `apache2-utils` (`scripts/ensure-deps`). Everything is labelled `rarc.test.dind=<uuid>` and
 //! force-removed when the test's guard drops, also on failure.
 
-use rarc_actions::scaling::PatchIdState;
-use rarc_actions::types::JobMessage;
-use rarc_actions::{ActionsClient, MessageSession};
+use rarc_actions::ActionsClient;
 use rarc_listener::backend::Backend;
 use rarc_listener::backend::docker::{
     ContainerMode, ContainerState, DindConfig, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV, RunnerContainer,
@@ -44,6 +42,7 @@ use support::docker::{
 use tokio_util::sync::CancellationToken;
 
 mod support;
+use support::drive::{drive, eventually};
 
 const TEST_LABEL: &str = "rarc.test.dind";
 /// The runner's work folder: `RUNNER_ROOT=/home/runner` of the image plus `_work`, which is
@@ -129,63 +128,6 @@ impl World {
             .filter(|r| r.scale_set_id == set)
             .count()
     }
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    while !check().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// The listener loop in miniature: poll messages, forward JobStarted/JobCompleted, apply
-/// `min(min + assigned, max)` with ARC's patch ids, also on empty polls.
-fn drive(
-    backend: Arc<DockerBackend>,
-    client: ActionsClient,
-    set: i64,
-    stop: CancellationToken,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut session = MessageSession::open(client, set, "dind-test").await.expect("session");
-        let mut patch = PatchIdState::new(0, 5);
-        let mut last = 0;
-        let mut assigned = session.statistics().map_or(0, |s| s.total_assigned_jobs);
-        while !stop.is_cancelled() {
-            let msg = tokio::select! {
-                () = stop.cancelled() => break,
-                m = session.get_message(last, 5) => m.expect("get message"),
-            };
-            if let Some(msg) = msg {
-                last = msg.message_id;
-                for j in msg.job_messages().expect("job messages") {
-                    match j {
-                        JobMessage::Started(s) => {
-                            patch.job_started();
-                            backend.job_started(&s).await.expect("job_started");
-                        }
-                        JobMessage::Completed(c) => {
-                            patch.job_completed();
-                            backend.job_completed(&c).await.expect("job_completed");
-                        }
-                        _ => {}
-                    }
-                }
-                if let Some(stats) = msg.statistics {
-                    assigned = stats.total_assigned_jobs;
-                }
-                session.delete_message(last).await.expect("delete message");
-            }
-            let (target, patch_id) = patch.next(assigned);
-            backend.apply_desired(target, patch_id).await.expect("apply_desired");
-        }
-        let _ = session.close().await;
-    })
 }
 
 /// `docker inspect --format '{{json FIELD}}' ID`, parsed.
@@ -281,7 +223,7 @@ async fn dind_runner_gets_a_sidecar_daemon_and_both_are_removed_after_the_job() 
             .expect("docker backend"),
     );
     let stop = CancellationToken::new();
-    let driver = drive(backend.clone(), w.client.clone(), set, stop.clone());
+    let driver = drive(backend.clone(), w.client.clone(), set, 5, "dind-test", stop.clone());
 
     let jobs = w
         .server
@@ -711,7 +653,7 @@ async fn a_job_container_runs_in_the_sidecar_daemon_through_the_hooks() {
             .expect("docker backend"),
     );
     let stop = CancellationToken::new();
-    let driver = drive(backend.clone(), w.client.clone(), set, stop.clone());
+    let driver = drive(backend.clone(), w.client.clone(), set, 5, "dind-test", stop.clone());
     let job = w
         .server
         .sim

@@ -2,6 +2,8 @@
 //! output while it runs.
 #![allow(dead_code, clippy::unwrap_used)]
 
+pub mod docker;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
