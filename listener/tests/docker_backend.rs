@@ -92,6 +92,16 @@ impl World {
             .expect("docker backend")
     }
 
+    /// Scales `backend` to 0 (patch id 0) and waits until it has no container and `set` no
+    /// registered runner.
+    async fn drain(&self, backend: &DockerBackend, set: i64, timeout: Duration) {
+        backend.apply_desired(0, 0).await.expect("apply_desired(0, 0)");
+        eventually("nothing left", timeout, || async {
+            backend.containers().await.expect("list containers").is_empty() && self.registered_runners(set) == 0
+        })
+        .await;
+    }
+
     fn registered_runners(&self, set: i64) -> usize {
         self.server
             .sim
@@ -206,11 +216,7 @@ async fn patch_id_zero_trims_idle_runners_and_deregisters_them() {
         "the runner left is the one still registered"
     );
 
-    backend.apply_desired(0, 0).await.unwrap();
-    eventually("nothing left", Duration::from_secs(20), || async {
-        backend.containers().await.unwrap().is_empty() && w.registered_runners(set) == 0
-    })
-    .await;
+    w.drain(&backend, set, Duration::from_secs(20)).await;
 }
 
 /// What a process killed between the JIT call and the container create leaves: a registered
@@ -277,11 +283,7 @@ async fn a_runner_registered_without_a_container_is_deregistered() {
         &format!("label={TEST_LABEL}={}", w.run),
     ]);
     assert!(left.trim().is_empty(), "no marker for created runners: {left}");
-    backend.apply_desired(0, 0).await.unwrap();
-    eventually("nothing left", Duration::from_secs(20), || async {
-        backend.containers().await.unwrap().is_empty() && w.registered_runners(set) == 0
-    })
-    .await;
+    w.drain(&backend, set, Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -329,11 +331,7 @@ async fn a_new_instance_adopts_running_containers_without_duplicates() {
     .await;
     assert_eq!(second.containers().await.unwrap().len(), 4);
 
-    second.apply_desired(0, 0).await.unwrap();
-    eventually("nothing left", Duration::from_secs(20), || async {
-        second.containers().await.unwrap().is_empty() && w.registered_runners(set) == 0
-    })
-    .await;
+    w.drain(&second, set, Duration::from_secs(20)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -433,11 +431,7 @@ async fn the_jit_config_is_in_the_env_only_never_in_labels_or_logs() {
             assert!(!k.contains(&jit) && !v.contains(&jit), "label {k} holds the JIT config");
         }
         // The runner's token inside the JIT config must not leak either.
-        backend.apply_desired(0, 0).await.unwrap();
-        eventually("nothing left", Duration::from_secs(20), || async {
-            backend.containers().await.unwrap().is_empty()
-        })
-        .await;
+        w.drain(&backend, set, Duration::from_secs(20)).await;
         let text = logs.text();
         assert!(text.contains("reconciled"), "the backend logged: {text}");
         assert!(!text.contains(&jit), "a log line holds the JIT config");
@@ -477,11 +471,7 @@ async fn start_latency_of_20_runners() {
     .await;
     let online = t0.elapsed();
 
-    backend.apply_desired(0, 0).await.unwrap();
-    eventually("nothing left", Duration::from_secs(30), || async {
-        backend.containers().await.unwrap().is_empty()
-    })
-    .await;
+    w.drain(&backend, set, Duration::from_secs(30)).await;
 
     // Baseline: the CLI, one `docker run -d` after the other.
     let image = runner_image();

@@ -19,23 +19,28 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
+/// Runs `scripts/<name>` with `env` (its stderr shown), asserts it succeeded and returns the last
+/// line it printed: the contract of `dockerd-up`, `runner-image` and `dind-image`.
+fn script_result(name: &str, env: &[(&str, &std::ffi::OsStr)]) -> String {
+    let out = Command::new(repo_root().join("scripts").join(name))
+        .envs(env.iter().copied())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("run scripts/{name}: {e}"));
+    assert!(out.status.success(), "scripts/{name} failed (its stderr is above)");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .last()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .unwrap_or_else(|| panic!("scripts/{name} prints its result on its last line"))
+        .to_owned()
+}
+
 /// `DOCKER_HOST` of the test daemon (started once per process by `scripts/dockerd-up`).
 pub fn docker_host() -> &'static str {
     static HOST: OnceLock<String> = OnceLock::new();
-    HOST.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/dockerd-up"))
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/dockerd-up");
-        assert!(out.status.success(), "scripts/dockerd-up failed");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .last()
-            .expect("dockerd-up prints DOCKER_HOST")
-            .trim()
-            .to_owned()
-    })
+    HOST.get_or_init(|| script_result("dockerd-up", &[]))
 }
 
 /// The docker CLI (Debian's, matching the daemon, when installed), talking to [`docker_host`].
@@ -84,24 +89,14 @@ pub fn sim_binary() -> PathBuf {
 pub fn runner_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
     IMAGE.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/runner-image"))
-            .env("DOCKER_HOST", docker_host())
-            .env("RARC_SIM_BIN", sim_binary())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/runner-image");
-        assert!(
-            out.status.success(),
-            "scripts/runner-image failed (its stderr is above)"
-        );
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .last()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .expect("scripts/runner-image prints the image reference last")
-            .to_owned()
+        let sim = sim_binary();
+        script_result(
+            "runner-image",
+            &[
+                ("DOCKER_HOST", docker_host().as_ref()),
+                ("RARC_SIM_BIN", sim.as_os_str()),
+            ],
+        )
     })
 }
 
@@ -158,20 +153,5 @@ pub fn remove_matching(filter: &str) -> usize {
 /// files, reused after); returns its reference.
 pub fn dind_image() -> &'static str {
     static IMAGE: OnceLock<String> = OnceLock::new();
-    IMAGE.get_or_init(|| {
-        let out = Command::new(repo_root().join("scripts/dind-image"))
-            .env("DOCKER_HOST", docker_host())
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("run scripts/dind-image");
-        assert!(out.status.success(), "scripts/dind-image failed (its stderr is above)");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        stdout
-            .lines()
-            .last()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .expect("scripts/dind-image prints the image reference last")
-            .to_owned()
-    })
+    IMAGE.get_or_init(|| script_result("dind-image", &[("DOCKER_HOST", docker_host().as_ref())]))
 }
