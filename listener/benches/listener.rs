@@ -42,7 +42,11 @@ use tokio::sync::watch;
 type Error = Box<dyn std::error::Error + Send + Sync>;
 type Result<T, E = Error> = std::result::Result<T, E>;
 
-const CRDS: &str = include_str!("../tests/fixtures/crds.yaml");
+const CRDS: &str = concat!(
+    include_str!("../../crates/crd/crds/actions.github.com_ephemeralrunnersets.yaml"),
+    "\n---\n",
+    include_str!("../../crates/crd/crds/actions.github.com_ephemeralrunners.yaml")
+);
 /// max_runners of every scale set: never the limit here.
 const MAX_RUNNERS: i64 = 1_000_000;
 const BURST: u32 = 1000;
@@ -554,7 +558,7 @@ async fn cluster() -> Result<Cluster> {
                 "apiVersion": "actions.github.com/v1alpha1",
                 "kind": "EphemeralRunnerSet",
                 "metadata": {"name": name},
-                "spec": {"replicas": 0, "patchID": 0}
+                "spec": {"replicas": 0, "patchID": 0, "ephemeralRunnerSpec": {"githubConfigUrl": "https://github.com/o", "githubConfigSecret": "s", "runnerScaleSetId": 1}}
             }))?;
             let deadline = Instant::now() + Duration::from_secs(30);
             // Retried while the freshly installed CRD is not served yet.

@@ -20,7 +20,12 @@ use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 
-const CRDS: &str = include_str!("fixtures/crds.yaml");
+/// The real CRDs (the generated ones of crates/crd), so the listener is tested against ARC's schemas.
+const CRDS: &str = concat!(
+    include_str!("../../crates/crd/crds/actions.github.com_ephemeralrunnersets.yaml"),
+    "\n---\n",
+    include_str!("../../crates/crd/crds/actions.github.com_ephemeralrunners.yaml")
+);
 
 async fn install_crds(client: &kube::Client) {
     rarc_kube_test::apply_yaml(client, None, CRDS)
@@ -75,11 +80,11 @@ async fn kubernetes_backend_end_to_end() {
             &object(
                 "EphemeralRunnerSet",
                 "ers-1",
-                json!({"spec": {"replicas": 0, "patchID": 0}}),
+                json!({"spec": {"replicas": 0, "patchID": 0, "ephemeralRunnerSpec": {"githubConfigUrl": "https://github.com/o", "githubConfigSecret": "s", "runnerScaleSetId": 1}}}),
             ),
         )
         .await;
-        create(&runners, &object("EphemeralRunner", "runner-1", json!({"spec": {}}))).await;
+        create(&runners, &object("EphemeralRunner", "runner-1", json!({"spec": {"githubConfigUrl": "https://github.com/o", "githubConfigSecret": "s", "runnerScaleSetId": 1}}))).await;
 
         let s = sim().await;
         let id = create_set(&pat_client(&s), "k8s").await;
@@ -173,7 +178,7 @@ async fn ers_patch_body_and_zero_replicas() {
             &object(
                 "EphemeralRunnerSet",
                 "ers",
-                json!({"spec": {"replicas": 4, "patchID": 9}}),
+                json!({"spec": {"replicas": 4, "patchID": 9, "ephemeralRunnerSpec": {"githubConfigUrl": "https://github.com/o", "githubConfigSecret": "s", "runnerScaleSetId": 1}}}),
             ),
         )
         .await;

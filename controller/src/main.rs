@@ -1,0 +1,103 @@
+//! `rarc-controller`: see `rarc-controller --help`.
+//!
+//! Exit codes: 0 after SIGTERM/SIGINT (running reconciles finish, the lease is released); 1 on a
+//! fatal error (no API server, CRDs missing, a bind address in use, lost leadership); 2 on a
+//! command-line usage error (clap).
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::Api;
+use rarc_controller::Context;
+use rarc_controller::config::{LogFormat, Settings};
+use rarc_controller::run::{self, Readiness};
+use tokio_util::sync::CancellationToken;
+
+fn init_logging(settings: &Settings) {
+    let level = match settings.log_level.as_str() {
+        l @ ("debug" | "info" | "warn" | "error") => l.to_owned(),
+        _ => "debug".to_owned(),
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("RARC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},kube=warn,hyper=warn,tower=warn")));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
+    match settings.log_format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn shutdown_signal(token: CancellationToken) {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return,
+    };
+    tokio::select! {
+        _ = term.recv() => {},
+        _ = tokio::signal::ctrl_c() => {},
+    }
+    tracing::info!("signal received: stopping");
+    token.cancel();
+}
+
+async fn run(settings: Settings) -> anyhow::Result<()> {
+    if settings.controller_namespace.is_empty() {
+        anyhow::bail!("CONTROLLER_MANAGER_POD_NAMESPACE (--controller-namespace) is required");
+    }
+    if settings.listener_image.is_empty() {
+        anyhow::bail!("CONTROLLER_MANAGER_CONTAINER_IMAGE (--listener-image) is required");
+    }
+    let client = kube::Client::try_default()
+        .await
+        .context("connecting to the Kubernetes API server")?;
+    // The CRDs must be installed: say so clearly instead of failing watches forever.
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for crd in rarc_crd::crds() {
+        let name = crd.metadata.name.unwrap_or_default();
+        crds.get(&name)
+            .await
+            .with_context(|| format!("CRD {name} (install crates/crd/crds or the chart's crds/)"))?;
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(shutdown_signal(shutdown.clone()));
+    let readiness = Readiness::default();
+    let ctx = Arc::new(Context::new(client.clone(), settings.clone()));
+    let mut servers = Vec::new();
+    if let Some(addr) = settings.health_bind() {
+        servers.push(tokio::spawn(
+            run::serve(addr, run::health_router(readiness.clone()), shutdown.clone()).await?,
+        ));
+    }
+    if let Some(addr) = settings.metrics_bind() {
+        servers.push(tokio::spawn(
+            run::serve(addr, run::metrics_router(ctx.clone()), shutdown.clone()).await?,
+        ));
+    }
+    let result = run::run(client, ctx, readiness, shutdown.clone()).await;
+    shutdown.cancel();
+    for s in servers {
+        let _ = s.await;
+    }
+    result.map_err(Into::into)
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let settings = Settings::parse();
+    init_logging(&settings);
+    match run(settings).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

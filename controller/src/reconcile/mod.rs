@@ -1,0 +1,134 @@
+//! The four reconcilers and what they share: owner references, finalizers, status patches.
+//!
+//! Each reconciler module keeps its decisions in pure functions (unit-tested beside them) and
+//! does the Kubernetes and GitHub I/O in `reconcile`.
+
+pub mod autoscaling_listener;
+pub mod autoscaling_runner_set;
+pub mod ephemeral_runner;
+pub mod ephemeral_runner_set;
+
+use std::fmt::Debug;
+use std::time::Duration;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::controller::Action;
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::error::{Error, Result, is_not_found};
+
+/// The field manager of every write.
+pub const FIELD_MANAGER: &str = "rarc-controller";
+
+/// A controller owner reference to `owner` (controller and blockOwnerDeletion true).
+pub fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.meta().name.clone().unwrap_or_default(),
+        uid: owner.meta().uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// True when `obj` carries `finalizer`.
+pub fn has_finalizer<K: Resource>(obj: &K, finalizer: &str) -> bool {
+    obj.meta()
+        .finalizers
+        .as_ref()
+        .is_some_and(|f| f.iter().any(|x| x == finalizer))
+}
+
+/// Requeue after `secs` seconds.
+pub fn requeue_secs(secs: u64) -> Action {
+    Action::requeue(Duration::from_secs(secs))
+}
+
+/// Writes `finalizers` (the whole list) with the object's resourceVersion as a precondition, so a
+/// concurrent change makes this fail (409) and the reconcile retry instead of clobbering it.
+async fn write_finalizers<K>(api: &Api<K>, obj: &K, finalizers: Vec<String>) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let name = obj.name_any();
+    let patch = json!({ "metadata": { "resourceVersion": obj.resource_version(), "finalizers": finalizers } });
+    match api.patch(&name, &PatchParams::default(), &Patch::Merge(&patch)).await {
+        Ok(_) => Ok(()),
+        Err(e) if is_not_found(&e) => Ok(()),
+        Err(e) => Err(Error::kube(format!("patch finalizers of {name}"))(e)),
+    }
+}
+
+/// Adds the `wanted` finalizers that are missing (one write, none if all are there).
+pub async fn add_finalizers<K>(api: &Api<K>, obj: &K, wanted: &[&str]) -> Result<bool>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let mut list = obj.finalizers().to_vec();
+    let before = list.len();
+    for f in wanted {
+        if !list.iter().any(|x| x == f) {
+            list.push((*f).to_owned());
+        }
+    }
+    if list.len() == before {
+        return Ok(false);
+    }
+    write_finalizers(api, obj, list).await?;
+    Ok(true)
+}
+
+/// Removes the `unwanted` finalizers that are present (one write, none if absent).
+pub async fn remove_finalizers<K>(api: &Api<K>, obj: &K, unwanted: &[&str]) -> Result<bool>
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+{
+    let list: Vec<String> = obj
+        .finalizers()
+        .iter()
+        .filter(|f| !unwanted.contains(&f.as_str()))
+        .cloned()
+        .collect();
+    if list.len() == obj.finalizers().len() {
+        return Ok(false);
+    }
+    write_finalizers(api, obj, list).await?;
+    Ok(true)
+}
+
+/// A JSON merge patch of the status subresource.
+pub async fn patch_status<K>(api: &Api<K>, name: &str, status: serde_json::Value) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(&json!({ "status": status })),
+    )
+    .await
+    .map(|_| ())
+    .map_err(Error::kube(format!("patch status of {name}")))
+}
+
+/// Deletes `name`; a 404 counts as done. Returns whether a delete was sent to an existing object.
+pub async fn delete_if_exists<K>(api: &Api<K>, name: &str) -> Result<bool>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, &Default::default()).await {
+        Ok(_) => Ok(true),
+        Err(e) if is_not_found(&e) => Ok(false),
+        Err(e) => Err(Error::kube(format!("delete {name}"))(e)),
+    }
+}
+
+/// The namespace of a namespaced object (empty for none).
+pub fn namespace_of<K: Resource>(obj: &K) -> String {
+    obj.meta().namespace.clone().unwrap_or_default()
+}
