@@ -22,7 +22,8 @@
 //! clients did to pods, Secrets, Events and the runner kinds during a measured window; a window
 //! with such foreign activity is repeated (and reported). `RARC_BENCH_QUICK=1` (CI) runs one
 //! timing round and 200 instead of 1,000 runners for memory. Exits non-zero when a target is
-//! missed by a wide margin (0 → 100 over 30 s, more than 8 controller writes per runner).
+//! missed by a wide margin (0 → 100 over 30 s; more than 8 controller writes per runner in the
+//! gated cycle, more than 10 in the full lifecycle).
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Debug;
@@ -72,7 +73,11 @@ const WRITE_ATTEMPTS: usize = 3;
 const TARGET_UP_SECS: f64 = 10.0;
 const FAIL_UP_SECS: f64 = 30.0;
 const TARGET_WRITES: f64 = 6.0;
-const FAIL_WRITES: f64 = 8.0;
+/// Gated cycle. The full lifecycle adds the runner's Running status and more EphemeralRunnerSet
+/// status writes (one per runner transition, coalesced only by chance: 1.6–2.2 per runner here),
+/// so it fails at a higher figure.
+const FAIL_WRITES_GATED: f64 = 8.0;
+const FAIL_WRITES_FULL: f64 = 10.0;
 
 fn main() -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -167,10 +172,11 @@ async fn phases(env: &mut Env, plan: &Plan) -> Result<bool> {
         let ctrl = env.controller_round(BURST).await?;
         let base = env.baseline_round(BURST).await?;
         println!(
-            "round {}: controller up {:.2} s, down {:.2} s; baseline up {:.2} s, down {:.2} s",
+            "round {}: controller up {:.2} s, down {:.2} s (ERs gone after {:.2} s); baseline up {:.2} s, down {:.2} s",
             round + 1,
             ctrl.up,
             ctrl.down,
+            ctrl.down_ers,
             base.up,
             base.down
         );
@@ -179,7 +185,7 @@ async fn phases(env: &mut Env, plan: &Plan) -> Result<bool> {
     let med = |f: &dyn Fn(&(Timing, Timing)) -> f64| median(rounds.iter().map(f).collect());
     let (c_up, c_down) = (med(&|r| r.0.up), med(&|r| r.0.down));
     let (b_up, b_down) = (med(&|r| r.1.up), med(&|r| r.1.down));
-    let c_first = med(&|r| r.0.first);
+    let (c_first, c_down_ers) = (med(&|r| r.0.first), med(&|r| r.0.down_ers));
     println!();
     println!(
         "## 0 → {BURST} runner pods and back ({} round(s), medians; gated pods; baseline: {BASELINE_CONCURRENCY} at once)",
@@ -194,7 +200,11 @@ async fn phases(env: &mut Env, plan: &Plan) -> Result<bool> {
     );
     println!("| baseline: {BURST} × POST pod → {BURST} pods seen | {b_up:.2} | 1 |");
     println!(
-        "| controller: scale-down patch → no ER, no pod | {c_down:.2} | {:.2} |",
+        "| controller: scale-down patch → no EphemeralRunner | {c_down_ers:.2} | {:.2} |",
+        c_down_ers / b_down
+    );
+    println!(
+        "| controller: scale-down patch → no runner pod (the garbage collector deletes them) | {c_down:.2} | {:.2} |",
         c_down / b_down
     );
     println!("| baseline: {BURST} × DELETE pod → no pod | {b_down:.2} | 1 |");
@@ -209,9 +219,10 @@ async fn phases(env: &mut Env, plan: &Plan) -> Result<bool> {
 
     // 2. Writes per gated runner lifecycle.
     let gated = env.write_cycle_gated(WRITE_RUNNERS).await?;
-    passed &= gated.report(&format!(
-        "## API writes per runner: gated pods, 0 → {WRITE_RUNNERS} → 0 (apiserver_request_total deltas)"
-    ));
+    passed &= gated.report(
+        &format!("## API writes per runner: gated pods, 0 → {WRITE_RUNNERS} → 0 (apiserver_request_total deltas)"),
+        FAIL_WRITES_GATED,
+    );
 
     // 3. A full lifecycle with real runners, if the image can be made.
     match tokio::task::spawn_blocking(image).await? {
@@ -219,13 +230,13 @@ async fn phases(env: &mut Env, plan: &Plan) -> Result<bool> {
             let full = env.write_cycle_full(&image, FULL_RUNNERS).await?;
             passed &= full.report(&format!(
                 "## API writes per runner: full lifecycle, {FULL_RUNNERS} runner pods of {image} each running one job"
-            ));
+            ), FAIL_WRITES_FULL);
         }
         Err(e) => println!("\nfull lifecycle not measured: tests/cluster/rarc-image failed: {e:#}"),
     }
 
     // 4. Memory with many runners.
-    let (busy, up, down) = env.rss_round(plan.rss_runners).await?;
+    let (busy, t) = env.rss_round(plan.rss_runners).await?;
     let after = env.controller.settle_and_sample(Duration::from_secs(1)).await?;
     let n = plan.rss_runners;
     println!();
@@ -249,7 +260,10 @@ async fn phases(env: &mut Env, plan: &Plan) -> Result<bool> {
             m.rss_kib as f64 / idle.rss_kib as f64
         );
     }
-    println!("(0 → {n} runner pods took {up:.1} s, {n} → 0 {down:.1} s)");
+    println!(
+        "(0 → {n} runner pods took {:.1} s; {n} → 0: no EphemeralRunner after {:.1} s, no pod after {:.1} s)",
+        t.up, t.down_ers, t.down
+    );
     if plan.quick {
         println!("(RARC_BENCH_QUICK: 1 round, {n} runners for memory)");
     }
@@ -291,6 +305,9 @@ enum Cycle {
 struct Timing {
     first: f64,
     up: f64,
+    /// Until no EphemeralRunner is left (the baseline: no pod).
+    down_ers: f64,
+    /// Until no runner pod is left either.
     down: f64,
 }
 
@@ -432,10 +449,12 @@ impl Env {
             self.pods.wait("no runner pod", long, |c| c.total == 0),
         );
         patched?;
+        let ers_gone = ers_gone?;
         Ok(Timing {
             first: secs(first - start),
             up: secs(up - start),
-            down: secs(ers_gone?.max(pods_gone?) - down_start),
+            down_ers: secs(ers_gone - down_start),
+            down: secs(ers_gone.max(pods_gone?) - down_start),
         })
     }
 
@@ -468,10 +487,12 @@ impl Env {
             self.base_pods.wait("no baseline pod", long, |c| c.total == 0),
         );
         deleted.context("baseline: delete pod")?;
+        let down = secs(down? - down_start);
         Ok(Timing {
             first: secs(first - start),
             up: secs(up - start),
-            down: secs(down? - down_start),
+            down_ers: down,
+            down,
         })
     }
 
@@ -602,8 +623,8 @@ impl Env {
         Ok(w)
     }
 
-    /// 0 → n gated runners, settled memory sample, n → 0. Returns (memory, up s, down s).
-    async fn rss_round(&mut self, n: usize) -> Result<(Mem, f64, f64)> {
+    /// 0 → n gated runners, settled memory sample, n → 0.
+    async fn rss_round(&mut self, n: usize) -> Result<(Mem, Timing)> {
         self.wait_empty(Duration::from_secs(120)).await?;
         let start = Instant::now();
         self.scale("bench", Some(n)).await?;
@@ -631,10 +652,23 @@ impl Env {
         )
         .await?;
         let mem = self.controller.settle_and_sample(Duration::from_secs(1)).await?;
+        let (sets, patch, long) = (self.sets(), self.next_patch(None), Duration::from_secs(600));
         let down_start = Instant::now();
-        self.scale("bench", None).await?;
-        self.wait_empty(Duration::from_secs(600)).await?;
-        Ok((mem, up, secs(down_start.elapsed())))
+        let (patched, ers_gone, pods_gone) = tokio::join!(
+            patch_set(&sets, "bench", &patch),
+            self.ers.wait("no EphemeralRunner", long, |c| c.total == 0),
+            self.pods.wait("no runner pod", long, |c| c.total == 0),
+        );
+        patched?;
+        let ers_gone = ers_gone?;
+        let timing = Timing {
+            first: 0.0,
+            up,
+            down_ers: secs(ers_gone - down_start),
+            down: secs(ers_gone.max(pods_gone?) - down_start),
+        };
+        self.wait_empty(long).await?;
+        Ok((mem, timing))
     }
 
     /// Scales every ERS to 0 and deletes it while the controller runs (it owns the finalizers),
@@ -1217,7 +1251,7 @@ struct Writes {
 
 impl Writes {
     /// Prints the table; false when the controller's writes per runner fail the run.
-    fn report(&self, title: &str) -> bool {
+    fn report(&self, title: &str, fail_above: f64) -> bool {
         let n = self.runners as f64;
         // (who, "VERB resource[/sub]") → (count, codes)
         let mut rows: BTreeMap<(Who, String), (f64, Vec<String>)> = BTreeMap::new();
@@ -1293,8 +1327,8 @@ impl Writes {
             "target: at most {TARGET_WRITES} controller writes per runner: {}",
             if controller <= TARGET_WRITES { "met" } else { "MISSED" }
         );
-        if controller > FAIL_WRITES && self.foreign == 0 {
-            println!("FAIL: {controller:.2} controller writes per runner (> {FAIL_WRITES})");
+        if controller > fail_above && self.foreign == 0 {
+            println!("FAIL: {controller:.2} controller writes per runner (> {fail_above})");
             return false;
         }
         true

@@ -59,11 +59,19 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
         .context("connecting to the Kubernetes API server")?;
     // The CRDs must be installed: say so clearly instead of failing watches forever.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    // ARC's chart grants no access to CRDs: a 403 means "cannot check", not "missing".
     for crd in rarc_crd::crds() {
         let name = crd.metadata.name.unwrap_or_default();
-        crds.get(&name)
-            .await
-            .with_context(|| format!("CRD {name} (install crates/crd/crds or the chart's crds/)"))?;
+        match crds.get(&name).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 403 => {
+                tracing::debug!(crd = %name, "no permission to read CRDs: not checking them");
+                break;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("CRD {name} (install crates/crd/crds or the chart's crds/)"));
+            }
+        }
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(shutdown_signal(shutdown.clone()));

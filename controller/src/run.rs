@@ -105,6 +105,8 @@ pub async fn run(client: Client, ctx: Arc<Context>, readiness: Readiness, shutdo
         }
     };
 
+    // Every stored scale set id is checked against GitHub again once this replica reconciles.
+    autoscaling_runner_set::forget_all_validations();
     let watched = settings.single_namespace().map(str::to_owned);
     let runners_ns = watched.as_deref();
     let controller_ns = settings.controller_namespace.as_str();

@@ -82,6 +82,15 @@ fn mark_deleted(uid: &str, id: i64) {
     map.insert(uid.to_owned(), id);
 }
 
+/// Forgets every confirmed scale set id, so each is checked against GitHub again on its next
+/// reconcile. Called when the controllers start (also in-process, and on a new leader): the stored
+/// ids are revalidated at start, not only every [`REVALIDATE_EVERY`].
+pub fn forget_all_validations() {
+    if let Some(m) = VALIDATED.lock().expect("validated ids").as_mut() {
+        m.clear();
+    }
+}
+
 fn forget_validated(uid: &str) {
     if let Some(m) = VALIDATED.lock().expect("validated ids").as_mut() {
         m.remove(uid);

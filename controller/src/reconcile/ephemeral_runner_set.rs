@@ -475,6 +475,16 @@ pub async fn reconcile(ers: Arc<EphemeralRunnerSet>, ctx: Arc<Context>) -> Resul
     let name = ers.name_any();
     let sets: Api<EphemeralRunnerSet> = Api::namespaced(ctx.client.clone(), &ns);
     let runners: Api<EphemeralRunner> = Api::namespaced(ctx.client.clone(), &ns);
+    // The cached object can lag behind this reconciler's own status write of the previous pass
+    // (a runner event queues the next pass while that write is in flight). Decisions and the
+    // status diff made from it would undo the write: an `Outdated` phase reverted to `Running`
+    // and runners created for an outdated set. So the set is read like its runners, not cached.
+    let Some(ers) = not_found_as_none(sets.get(&name).await)
+        .map_err(Error::kube(format!("get EphemeralRunnerSet {ns}/{name}")))?
+        .map(Arc::new)
+    else {
+        return Ok(Action::await_change());
+    };
 
     if ers.metadata.deletion_timestamp.is_some() {
         return finalize(&ers, &ctx, &sets, &runners).await;
