@@ -60,9 +60,9 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     // The CRDs must be installed: say so clearly instead of failing watches forever.
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     // ARC's chart grants no access to CRDs: a 403 means "cannot check", not "missing".
-    for crd in rarc_crd::crds() {
-        let name = crd.metadata.name.unwrap_or_default();
-        match crds.get(&name).await {
+    // Metadata only: the CRDs' schemas are large and would stay in the heap.
+    for name in rarc_crd::CRD_NAMES {
+        match crds.get_metadata(name).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 403 => {
                 tracing::debug!(crd = %name, "no permission to read CRDs: not checking them");

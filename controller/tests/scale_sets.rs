@@ -832,7 +832,11 @@ async fn t05_group_and_name_changes_update_the_scale_set() {
             renames.len() == 1 && renames[0]["name"] == "t05-renamed" && renames[0].get("runnerGroupId").is_none(),
             &renames,
         );
-        c.eq("PATCH calls", patches.len(), 2);
+        c.ok(
+            "one UpdateRunnerScaleSet per change (none repeated from a stale cached ARS)",
+            patches.len() == 2,
+            patches.iter().map(|p| (p.seq, &p.body)).collect::<Vec<_>>(),
+        );
         c.eq(
             "CreateRunnerScaleSet calls",
             env.calls_ending("POST", "/runnerscalesets").len(),

@@ -177,11 +177,17 @@ pub fn listener_name(ars: &AutoscalingRunnerSet) -> String {
     )
 }
 
-/// The ERS labels (§3.2 ARS → ERS).
-pub fn runner_set_labels(ars: &AutoscalingRunnerSet, prefixes: &[String]) -> Labels {
+/// Labels of an object built from the ARS (§3.2): the ARS labels overwritten by the reserved
+/// keys (`component` given), the user's `extra` under them, `prefixes` excluded.
+fn child_labels(
+    ars: &AutoscalingRunnerSet,
+    component: &str,
+    extra: &Option<ResourceMeta>,
+    prefixes: &[String],
+) -> Labels {
     let mut reserved: Labels = [
         (l::PART_OF, l::PART_OF_SCALE_SET.to_owned()),
-        (l::COMPONENT, l::COMPONENT_RUNNER_SET.to_owned()),
+        (l::COMPONENT, component.to_owned()),
         (l::SCALE_SET_NAME, ars.name_any()),
         (l::SCALE_SET_NAMESPACE, ars.namespace().unwrap_or_default()),
     ]
@@ -192,10 +198,15 @@ pub fn runner_set_labels(ars: &AutoscalingRunnerSet, prefixes: &[String]) -> Lab
         reserved.insert(l::VERSION.into(), v.clone());
     }
     reserved.extend(url_labels(&config_url(&ars.spec)));
-    merge(
-        ars.labels(),
-        reserved,
-        &ResourceMeta::labels(&ars.spec.ephemeral_runner_set_metadata),
+    merge(ars.labels(), reserved, &ResourceMeta::labels(extra), prefixes)
+}
+
+/// The ERS labels (§3.2 ARS → ERS).
+pub fn runner_set_labels(ars: &AutoscalingRunnerSet, prefixes: &[String]) -> Labels {
+    child_labels(
+        ars,
+        l::COMPONENT_RUNNER_SET,
+        &ars.spec.ephemeral_runner_set_metadata,
         prefixes,
     )
 }
@@ -235,25 +246,7 @@ fn runner_set_annotations(ars: &AutoscalingRunnerSet, spec_hash: &str) -> BTreeM
 
 /// The AL labels (§3.2 ARS → AL).
 fn listener_labels(ars: &AutoscalingRunnerSet, prefixes: &[String]) -> Labels {
-    let mut reserved: Labels = [
-        (l::PART_OF, l::PART_OF_SCALE_SET.to_owned()),
-        (l::COMPONENT, l::COMPONENT_LISTENER.to_owned()),
-        (l::SCALE_SET_NAME, ars.name_any()),
-        (l::SCALE_SET_NAMESPACE, ars.namespace().unwrap_or_default()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
-    if let Some(v) = ars.labels().get(l::VERSION) {
-        reserved.insert(l::VERSION.into(), v.clone());
-    }
-    reserved.extend(url_labels(&config_url(&ars.spec)));
-    merge(
-        ars.labels(),
-        reserved,
-        &ResourceMeta::labels(&ars.spec.autoscaling_listener),
-        prefixes,
-    )
+    child_labels(ars, l::COMPONENT_LISTENER, &ars.spec.autoscaling_listener, prefixes)
 }
 
 /// The desired AutoscalingListener. Its `integrity-hash` covers the spec, labels and the runner
@@ -572,13 +565,41 @@ async fn register(ars: &AutoscalingRunnerSet, ctx: &Context, client: &ActionsCli
     Ok(set.id)
 }
 
-/// Group or name changed since registration: update the scale set on GitHub.
+/// True when the runner group or the scale set name differs from what was registered (the
+/// annotations), so the scale set must be updated on GitHub.
+pub fn registration_outdated(ars: &AutoscalingRunnerSet) -> bool {
+    let ann = ars.annotations();
+    let group = ars.spec.runner_group.clone().unwrap_or_default();
+    let group_differs = ann
+        .get(a::RUNNER_GROUP_NAME)
+        .is_none_or(|g| !group.is_empty() && !g.eq_ignore_ascii_case(&group));
+    group_differs
+        || ann
+            .get(a::RUNNER_SCALE_SET_NAME)
+            .is_none_or(|n| !n.eq_ignore_ascii_case(&scale_set_name(ars)))
+}
+
+/// Group or name changed since registration: update the scale set on GitHub. True when this pass
+/// must end (an update was made, or the cached copy was stale).
 async fn update_registration(
     ars: &AutoscalingRunnerSet,
     ctx: &Context,
     client: &ActionsClient,
     id: i64,
 ) -> Result<bool> {
+    if !registration_outdated(ars) {
+        return Ok(false);
+    }
+    // The cached copy can predate the annotations written by the previous pass (the watch lags):
+    // decide on a fresh read, so that one change sends one UpdateRunnerScaleSet.
+    let fresh = ars_api(ctx, &ars.namespace().unwrap_or_default())
+        .get(&ars.name_any())
+        .await
+        .map_err(Error::kube("get AutoscalingRunnerSet"))?;
+    if !registration_outdated(&fresh) {
+        return Ok(true);
+    }
+    let ars = &fresh;
     let ann = ars.annotations();
     let group = ars.spec.runner_group.clone().unwrap_or_default();
     let name = scale_set_name(ars);
@@ -1105,6 +1126,27 @@ mod tests {
             scale_set_labels("set", &["a".into(), "set".into(), "a".into(), "b".into()]),
             ["set", "a", "b"]
         );
+    }
+
+    #[test]
+    fn registration_is_outdated_when_group_or_name_annotations_differ() {
+        let mut a = ars("set", "ns");
+        assert!(registration_outdated(&a), "no annotations yet");
+        a.metadata.annotations = Some(
+            [
+                (a::RUNNER_GROUP_NAME.to_owned(), "Default".to_owned()),
+                (a::RUNNER_SCALE_SET_NAME.to_owned(), "set".to_owned()),
+            ]
+            .into(),
+        );
+        assert!(!registration_outdated(&a));
+        a.spec.runner_group = Some("default".into());
+        assert!(!registration_outdated(&a), "group names compare case-insensitively");
+        a.spec.runner_group = Some("g2".into());
+        assert!(registration_outdated(&a));
+        a.spec.runner_group = None;
+        a.spec.runner_scale_set_name = Some("other".into());
+        assert!(registration_outdated(&a));
     }
 
     #[test]

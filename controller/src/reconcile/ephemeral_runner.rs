@@ -804,7 +804,8 @@ impl Run<'_> {
         Ok(())
     }
 
-    /// Deletes a pod or JIT Secret named `<er>` that the garbage collector will not (not owned).
+    /// Deletes a pod or JIT Secret named `<er>` that the garbage collector will not (not owned),
+    /// and a pod that still runs.
     async fn delete_unowned(&self) -> Result<()> {
         let uid = self.er.uid();
         let owned = |meta: &ObjectMeta| {
@@ -815,8 +816,17 @@ impl Run<'_> {
         };
         let pod = not_found_as_none(self.apis.pods.get(&self.name).await)
             .map_err(Error::kube(format!("get Pod {}/{}", self.namespace, self.name)))?;
+        // An owned pod that still runs (scale-down of an idle runner) is deleted now: the garbage
+        // collector would stop it only after the ER is gone, minutes later for a large set. A
+        // terminated one (the runner exited after its job) is left to the collector: no write.
+        let live = |p: &Pod| {
+            !matches!(
+                p.status.as_ref().and_then(|s| s.phase.as_deref()),
+                Some("Succeeded") | Some("Failed")
+            )
+        };
         if let Some(p) = pod
-            && !owned(&p.metadata)
+            && (!owned(&p.metadata) || live(&p))
             && p.metadata.deletion_timestamp.is_none()
         {
             delete_if_exists(&self.apis.pods, &self.name).await?;

@@ -26,6 +26,14 @@ pub use resources::{
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
 
+/// The names of the four CRDs.
+pub const CRD_NAMES: [&str; 4] = [
+    "autoscalinglisteners.actions.github.com",
+    "autoscalingrunnersets.actions.github.com",
+    "ephemeralrunnersets.actions.github.com",
+    "ephemeralrunners.actions.github.com",
+];
+
 /// The four CRDs, in the order of ARC's chart (file names `actions.github.com_<plural>.yaml`).
 pub fn crds() -> Vec<CustomResourceDefinition> {
     vec![

@@ -27,6 +27,7 @@ fn committed_crds_match_the_types() {
 #[test]
 fn every_crd_has_the_status_subresource_and_one_served_storage_version() {
     for crd in rarc_crd::crds() {
+        assert!(rarc_crd::CRD_NAMES.contains(&crd.metadata.name.as_deref().unwrap_or("")));
         assert_eq!(crd.spec.group, "actions.github.com");
         assert_eq!(crd.spec.scope, "Namespaced");
         assert_eq!(crd.spec.versions.len(), 1);

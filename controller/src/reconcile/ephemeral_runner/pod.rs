@@ -121,7 +121,7 @@ pub fn build_pod(er: &EphemeralRunner, jit_secret_name: &str) -> Pod {
             namespace: er.namespace(),
             labels: Some(labels),
             annotations: (!annotations.is_empty()).then_some(annotations),
-            owner_references: Some(vec![crate::reconcile::owner_reference(er)]),
+            owner_references: er.uid().map(|_| vec![crate::reconcile::owner_reference(er)]),
             ..ObjectMeta::default()
         },
         spec: Some(spec),
