@@ -747,6 +747,8 @@ async fn t33_runner_exit_1_restarts_pod_with_backoff() {
             .await
             .expect("add old failures");
         wait_gone(&env.er_api(), &er, MINUTE).await;
+        // Its JIT Secret (owned by it) goes with it.
+        wait_gone(&env.api::<Secret>(), &er, MINUTE).await;
         let replacement = wait_runners_of(env, name, 1, MINUTE).await[0].name_any();
         assert_ne!(replacement, er, "the replacement is a new EphemeralRunner");
         assert!(
