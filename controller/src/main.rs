@@ -90,8 +90,14 @@ async fn run(settings: Settings) -> anyhow::Result<()> {
     }
     let result = run::run(client, ctx, readiness, shutdown.clone()).await;
     shutdown.cancel();
+    // Open keep-alive connections (a Prometheus scraper) must not hold the exit up.
     for s in servers {
-        let _ = s.await;
+        if tokio::time::timeout(std::time::Duration::from_secs(2), s)
+            .await
+            .is_err()
+        {
+            tracing::debug!("an HTTP server still had open connections at exit");
+        }
     }
     result.map_err(Into::into)
 }

@@ -21,6 +21,9 @@ use crate::leader;
 use crate::metrics::{RECONCILE_ERRORS_TOTAL, RECONCILE_TOTAL};
 use crate::reconcile::{autoscaling_listener, autoscaling_runner_set, ephemeral_runner, ephemeral_runner_set};
 
+/// How long running reconciles may take to finish after a stop.
+pub const STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Readiness: true once the controllers run (and, with leader election, this replica leads).
 #[derive(Default, Clone)]
 pub struct Readiness(Arc<AtomicBool>);
@@ -188,12 +191,28 @@ pub async fn run(client: Client, ctx: Arc<Context>, readiness: Readiness, shutdo
         controller_namespace = controller_ns,
         "controllers started"
     );
-    futures::join!(
-        drive("autoscalingrunnerset", ctx.clone(), ars),
-        drive("ephemeralrunnerset", ctx.clone(), ers),
-        drive("ephemeralrunner", ctx.clone(), er),
-        drive("autoscalinglistener", ctx.clone(), al),
-    );
+    let all = async {
+        futures::join!(
+            drive("autoscalingrunnerset", ctx.clone(), ars),
+            drive("ephemeralrunnerset", ctx.clone(), ers),
+            drive("ephemeralrunner", ctx.clone(), er),
+            drive("autoscalinglistener", ctx.clone(), al),
+        )
+    };
+    // After the stop, running reconciles get STOP_GRACE to finish (the chart's pod grace period
+    // is 10 s). A controller stopped before its cache synced never ends on its own (kube-runtime
+    // waits for the store), so the grace also bounds that.
+    let grace = {
+        let stop = stop();
+        async move {
+            stop.await;
+            tokio::time::sleep(STOP_GRACE).await;
+        }
+    };
+    tokio::select! {
+        _ = all => {}
+        _ = grace => tracing::warn!(grace = ?STOP_GRACE, "controllers still busy after the stop: exiting anyway"),
+    }
     readiness.set(false);
     if let Some(h) = renew {
         h.abort();

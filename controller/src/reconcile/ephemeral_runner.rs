@@ -706,6 +706,12 @@ impl Run<'_> {
         if !has_finalizer(er, finalizers::EPHEMERAL_RUNNER) && !registered {
             return Ok(Action::await_change());
         }
+        // A pass over a cached copy of an ER this process already finalized (the object is gone
+        // or going): no second RemoveRunner, no finalizer patch that can only answer 404.
+        let uid = er.uid().unwrap_or_default();
+        if finalized::contains(&uid) {
+            return Ok(Action::await_change());
+        }
         if registered {
             let runner_id = match er.runner_id() {
                 id if id > 0 => id,
@@ -751,6 +757,7 @@ impl Run<'_> {
             &[finalizers::EPHEMERAL_RUNNER, finalizers::EPHEMERAL_RUNNER_REGISTRATION],
         )
         .await?;
+        finalized::insert(uid);
         info!("EphemeralRunner finalized");
         Ok(Action::await_change())
     }
@@ -1065,6 +1072,51 @@ impl Run<'_> {
                 }
                 Ok(Action::await_change())
             }
+        }
+    }
+}
+
+/// The uids of EphemeralRunners this process finalized, most recent last (bounded).
+mod finalized {
+    use std::collections::{HashSet, VecDeque};
+    use std::sync::Mutex;
+
+    const KEEP: usize = 4096;
+    static SET: Mutex<Option<(HashSet<String>, VecDeque<String>)>> = Mutex::new(None);
+
+    pub fn contains(uid: &str) -> bool {
+        let guard = SET.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        !uid.is_empty() && guard.as_ref().is_some_and(|(set, _)| set.contains(uid))
+    }
+
+    pub fn insert(uid: String) {
+        if uid.is_empty() {
+            return;
+        }
+        let mut guard = SET.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (set, order) = guard.get_or_insert_with(Default::default);
+        if set.insert(uid.clone()) {
+            order.push_back(uid);
+            if order.len() > KEEP
+                && let Some(old) = order.pop_front()
+            {
+                set.remove(&old);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn remembers_a_bounded_number_of_uids() {
+            super::insert("finalized-test-a".into());
+            assert!(super::contains("finalized-test-a"));
+            assert!(!super::contains("finalized-test-b"));
+            assert!(!super::contains(""));
+            for i in 0..=super::KEEP {
+                super::insert(format!("finalized-test-{i}"));
+            }
+            assert!(!super::contains("finalized-test-a"), "the oldest is forgotten");
         }
     }
 }
