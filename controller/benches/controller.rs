@@ -1277,6 +1277,29 @@ impl Writes {
             row.0 += v;
             row.1.push(format!("{code}×{v}"));
         }
+        // Pod and Secret DELETEs that came before their EphemeralRunner was gone are the
+        // controller's (an idle runner's waiting or running pod on scale-down), not the collector's.
+        let ev = &self.gc_evidence;
+        for (resource, early) in [
+            ("pods", ev.pods.saturating_sub(ev.pods_after_er)),
+            ("secrets", ev.secrets.saturating_sub(ev.secrets_after_er)),
+        ] {
+            let key = (Who::GarbageCollector, format!("DELETE {resource}"));
+            let moved = match rows.get_mut(&key) {
+                Some(row) if early > 0 => {
+                    let moved = (early as f64).min(row.0);
+                    row.0 -= moved;
+                    moved
+                }
+                _ => 0.0,
+            };
+            if moved > 0.0 {
+                let row = rows.entry((Who::Controller, format!("DELETE {resource}"))).or_default();
+                row.0 += moved;
+                row.1.push(format!("before their EphemeralRunner was gone ×{moved}"));
+            }
+        }
+        rows.retain(|_, (v, _)| *v > 0.0);
         println!();
         println!("{title}");
         println!(
