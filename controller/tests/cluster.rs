@@ -881,6 +881,51 @@ async fn controller_killed_mid_scale_up_leaves_no_duplicates_or_orphans() {
     .await;
 }
 
+/// Creates `ars` (minRunners `idle`), waits until its `idle` runners are registered and online,
+/// then queues one 15 s job and waits until it runs. Returns the scale set id, the job's id, the
+/// busy runner's name and its pod's uid.
+async fn start_with_one_busy_runner(
+    env: &Env,
+    ars: AutoscalingRunnerSet,
+    idle: usize,
+) -> (i64, Vec<i64>, String, Option<String>) {
+    let name = ars.name_any();
+    let (_, id) = create_and_wait_running(env, ars).await;
+    eventually(&format!("{idle} idle runner(s) registered"), SCALE_UP, async || {
+        let runners: Vec<_> = env
+            .sim_runners()
+            .into_iter()
+            .filter(|r| r.scale_set_id == id && r.online)
+            .collect();
+        if runners.len() == idle {
+            Ok(())
+        } else {
+            Err(format!("{runners:?}"))
+        }
+    })
+    .await;
+
+    let ids = env.queue_jobs(1, &name, 15_000);
+    let busy = eventually("the job to run", SCALE_UP, async || {
+        let jobs: Vec<JobView> = env
+            .sim_jobs()
+            .into_iter()
+            .filter(|j| ids.contains(&j.runner_request_id))
+            .collect();
+        match jobs.first() {
+            Some(j) if j.state == JobState::Running => j.runner_name.clone().ok_or_else(|| describe_jobs(&jobs)),
+            _ => Err(describe_jobs(&jobs)),
+        }
+    })
+    .await;
+    let busy_uid = get(&env.runner_pod_api(), &busy)
+        .await
+        .expect("get pod")
+        .expect("the busy runner's pod")
+        .uid();
+    (id, ids, busy, busy_uid)
+}
+
 /// T60/T61: the runner template changes while one runner runs a job (minRunners 1). The busy
 /// runner's pod is never deleted before its job completes; afterwards the idle runners run the
 /// new template, the listener runs again on the one ERS, and a new job runs on a new-template pod.
@@ -891,40 +936,8 @@ async fn t60_template_change_rolls_out_without_killing_busy_runner() {
         let mut ars = env.ars(name);
         ars.spec.min_runners = Some(1);
         ars.spec.max_runners = Some(3);
-        let (_, id) = create_and_wait_running(env, ars).await;
-        eventually("one idle runner registered", SCALE_UP, async || {
-            let runners: Vec<_> = env
-                .sim_runners()
-                .into_iter()
-                .filter(|r| r.scale_set_id == id && r.online)
-                .collect();
-            if runners.len() == 1 {
-                Ok(())
-            } else {
-                Err(format!("{runners:?}"))
-            }
-        })
-        .await;
-
-        let ids = env.queue_jobs(1, name, 15_000);
-        let busy = eventually("the job to run", SCALE_UP, async || {
-            let jobs: Vec<JobView> = env
-                .sim_jobs()
-                .into_iter()
-                .filter(|j| ids.contains(&j.runner_request_id))
-                .collect();
-            match jobs.first() {
-                Some(j) if j.state == JobState::Running => j.runner_name.clone().ok_or_else(|| describe_jobs(&jobs)),
-                _ => Err(describe_jobs(&jobs)),
-            }
-        })
-        .await;
+        let (id, ids, busy, busy_uid) = start_with_one_busy_runner(env, ars, 1).await;
         let pods = env.runner_pod_api();
-        let busy_uid = get(&pods, &busy)
-            .await
-            .expect("get pod")
-            .expect("the busy runner's pod")
-            .uid();
 
         let mut template = env.ars(name).spec.template.expect("template");
         template.metadata.get_or_insert_default().labels =
@@ -1026,40 +1039,8 @@ async fn t70_delete_ars_cleans_up_cluster_and_sim() {
         let mut ars = env.ars(name);
         ars.spec.min_runners = Some(2);
         ars.spec.max_runners = Some(5);
-        let (_, id) = create_and_wait_running(env, ars).await;
-        eventually("two idle runners registered", SCALE_UP, async || {
-            let runners: Vec<_> = env
-                .sim_runners()
-                .into_iter()
-                .filter(|r| r.scale_set_id == id && r.online)
-                .collect();
-            if runners.len() == 2 {
-                Ok(())
-            } else {
-                Err(format!("{runners:?}"))
-            }
-        })
-        .await;
-
-        let ids = env.queue_jobs(1, name, 15_000);
-        let busy = eventually("the job to run", SCALE_UP, async || {
-            let jobs: Vec<JobView> = env
-                .sim_jobs()
-                .into_iter()
-                .filter(|j| ids.contains(&j.runner_request_id))
-                .collect();
-            match jobs.first() {
-                Some(j) if j.state == JobState::Running => j.runner_name.clone().ok_or_else(|| describe_jobs(&jobs)),
-                _ => Err(describe_jobs(&jobs)),
-            }
-        })
-        .await;
+        let (id, ids, busy, busy_uid) = start_with_one_busy_runner(env, ars, 2).await;
         let pods = env.runner_pod_api();
-        let busy_uid = get(&pods, &busy)
-            .await
-            .expect("get pod")
-            .expect("the busy runner's pod")
-            .uid();
         let idle_ids: BTreeMap<String, i64> = env
             .sim_runners()
             .into_iter()
