@@ -975,16 +975,16 @@ async fn t37_invalid_pod_marks_runner_failed() {
             now.as_ref().is_some_and(|e| !deleting(e) && e.phase() == "Failed"),
             now.as_ref().map(|e| (deleting(e), e.phase().to_owned())),
         );
-        let st = get(&env.ers_api(), name)
-            .await
-            .expect("get ERS")
-            .and_then(|s| s.status)
-            .unwrap_or_default();
-        c.eq(
-            "ERS status (currentReplicas, failed)",
-            (st.current_replicas, st.failed_ephemeral_runners),
-            (1, Some(1)),
-        );
+        // The set's counts are written once they have been the same for 3 s (status_pace).
+        let ers_api = env.ers_api();
+        eventually("ERS status (currentReplicas, failed) = (1, 1)", MINUTE, async || {
+            let st = get(&ers_api, name).await?.ok_or("no ERS")?.status.unwrap_or_default();
+            match (st.current_replicas, st.failed_ephemeral_runners) {
+                (1, Some(1)) => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        })
+        .await;
         c.done();
     })
     .await;

@@ -21,9 +21,8 @@
 //! propagation or differ on objects created by ARC). The list is a consistent (quorum) read, so a
 //! runner created by the previous pass is always seen and the `patchID` protocol never over-creates.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use futures::future::join_all;
 use futures::{StreamExt, stream};
@@ -50,6 +49,9 @@ use crate::error::{Error, Result, is_already_exists, not_found_as_none};
 use crate::github::{Target, resolve_proxy};
 use crate::labels::{Labels, merge, url_labels};
 use crate::metrics::{FAILED_EPHEMERAL_RUNNERS, LabelSet, PENDING_EPHEMERAL_RUNNERS, RUNNING_EPHEMERAL_RUNNERS};
+
+mod status_pace;
+use status_pace::Pace;
 
 /// ER phases (`status.phase`).
 pub mod phase {
@@ -569,52 +571,27 @@ pub async fn reconcile(ers: Arc<EphemeralRunnerSet>, ctx: Arc<Context>) -> Resul
     }
 
     let mut action = Action::await_change();
-    if let Some(status) = desired_status(&b, ers.status.as_ref()) {
-        let uid = ers.uid().unwrap_or_default();
-        let phase_changes = ers.status.as_ref().and_then(|s| s.phase.as_deref()) != status.phase.as_deref();
-        match status_write_delay(&uid, ers.status.is_none() || phase_changes) {
-            Some(wait) => action = Action::requeue(wait),
-            None => match serde_json::to_value(&status) {
-                Ok(value) => {
-                    if let Err(e) = patch_status(&sets, &name, value).await {
-                        errors.push(e);
-                    }
+    let wanted = desired_status(&b, ers.status.as_ref());
+    let urgent = wanted.as_ref().is_some_and(|st| {
+        ers.status.is_none() || ers.status.as_ref().and_then(|s| s.phase.as_deref()) != st.phase.as_deref()
+    });
+    match status_pace::decide(&ers.uid().unwrap_or_default(), wanted.as_ref(), urgent) {
+        None => {}
+        Some(Pace::After(wait, _)) => action = Action::requeue(wait),
+        Some(Pace::Now) => match serde_json::to_value(&wanted) {
+            Ok(value) => {
+                if let Err(e) = patch_status(&sets, &name, value).await {
+                    errors.push(e);
                 }
-                Err(e) => errors.push(Error::Other(format!("encoding the status of {ns}/{name}: {e}"))),
-            },
-        }
+            }
+            Err(e) => errors.push(Error::Other(format!("encoding the status of {ns}/{name}: {e}"))),
+        },
     }
 
     match errors.into_iter().next() {
         Some(e) => Err(e),
         None => Ok(action),
     }
-}
-
-/// Count-only status changes are written at most once per this interval per set: a burst of
-/// runners changing state costs one status write, not one each (docs/benchmarks.md).
-const STATUS_MIN_INTERVAL: Duration = Duration::from_secs(2);
-
-/// When each set's status was last written (uid → time).
-static STATUS_WRITTEN: Mutex<Option<HashMap<String, Instant>>> = Mutex::new(None);
-
-/// `None`: write the status now (and remember it); `Some(wait)`: write it after `wait`.
-/// `urgent` (a new set, a phase change) always writes at once.
-fn status_write_delay(uid: &str, urgent: bool) -> Option<Duration> {
-    let mut map = STATUS_WRITTEN.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let map = map.get_or_insert_with(HashMap::new);
-    let now = Instant::now();
-    if !urgent
-        && let Some(last) = map.get(uid)
-        && now.duration_since(*last) < STATUS_MIN_INTERVAL
-    {
-        return Some(STATUS_MIN_INTERVAL - now.duration_since(*last));
-    }
-    if map.len() > 10_000 {
-        map.clear();
-    }
-    map.insert(uid.to_owned(), now);
-    None
 }
 
 /// Logs the error and retries after 5 s.
@@ -638,6 +615,7 @@ async fn finalize(
     let ours = [fin::EPHEMERAL_RUNNER_SET, fin::EPHEMERAL_RUNNER_SET_LEGACY];
     if !ours.iter().any(|f| has_finalizer(ers, f)) {
         remove_gauges(ctx, ers);
+        status_pace::forget(&ers.uid().unwrap_or_default());
         return Ok(Action::await_change());
     }
 
@@ -667,6 +645,7 @@ async fn finalize(
     }
     remove_finalizers(sets, ers, &ours).await?;
     remove_gauges(ctx, ers);
+    status_pace::forget(&ers.uid().unwrap_or_default());
     tracing::info!(scale_set = %name, namespace = %ns, "EphemeralRunnerSet cleaned up");
     Ok(Action::await_change())
 }
@@ -1479,14 +1458,5 @@ mod tests {
         let er = R::new("a", "", 1).build();
         assert!(is_controlled_by(&er, UID));
         assert!(!is_controlled_by(&er, "other"));
-    }
-
-    #[test]
-    fn count_only_status_writes_are_spaced_but_urgent_ones_are_not() {
-        let uid = "status-write-delay-test";
-        assert_eq!(status_write_delay(uid, false), None, "the first write goes out");
-        let wait = status_write_delay(uid, false).expect("a second count change waits");
-        assert!(wait <= STATUS_MIN_INTERVAL && wait > Duration::ZERO, "{wait:?}");
-        assert_eq!(status_write_delay(uid, true), None, "a phase change does not wait");
     }
 }
