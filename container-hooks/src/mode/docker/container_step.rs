@@ -105,18 +105,11 @@ async fn attach_start_wait(docker: &Docker, inv: &Invocation, id: &str) -> Resul
     let mut killed = false;
     loop {
         tokio::select! {
-            item = output.next() => match item {
-                None => break,
-                Some(Ok(chunk)) => {
-                    if let Err(e) = exec::write_chunk(chunk, &mut stdout, &mut stderr).await {
-                        tracing::debug!(error = %e, "writing step output failed");
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "the step container's output ended with an error");
+            item = output.next() => {
+                if !exec::forward(item, &mut stdout, &mut stderr, "the step container's output stream").await {
                     break;
                 }
-            },
+            }
             () = cancel.cancelled(), if !stopping => {
                 stopping = true;
                 let (docker, id) = (docker.clone(), id.to_owned());

@@ -52,6 +52,33 @@ where
     }
 }
 
+/// Passes one item of a step's output stream to the hook's stdout/stderr. False when the stream
+/// is over (ended, or failed: `what` names it in the debug line).
+pub async fn forward<O, E>(
+    item: Option<Result<LogOutput, bollard::errors::Error>>,
+    out: &mut O,
+    err: &mut E,
+    what: &str,
+) -> bool
+where
+    O: AsyncWrite + Unpin + ?Sized,
+    E: AsyncWrite + Unpin + ?Sized,
+{
+    match item {
+        None => false,
+        Some(Ok(chunk)) => {
+            if let Err(e) = write_chunk(chunk, out, err).await {
+                tracing::debug!(error = %e, "writing step output failed");
+            }
+            true
+        }
+        Some(Err(e)) => {
+            tracing::debug!(error = %e, "{what} ended with an error");
+            false
+        }
+    }
+}
+
 /// Runs `cmd` in `container`, capturing its output; returns the exit code (if the daemon reported
 /// one) and stdout+stderr. Gives up after `limit`.
 pub async fn capture(

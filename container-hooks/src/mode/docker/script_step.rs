@@ -128,18 +128,11 @@ pub async fn run(docker: &Docker, inv: &Invocation, args: &ScriptStepArgs) -> Re
     };
     loop {
         tokio::select! {
-            item = output.next() => match item {
-                None => break,
-                Some(Ok(chunk)) => {
-                    if let Err(e) = exec::write_chunk(chunk, &mut stdout, &mut stderr).await {
-                        tracing::debug!(error = %e, "writing step output failed");
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::debug!(error = %e, "the exec's output stream ended with an error");
+            item = output.next() => {
+                if !exec::forward(item, &mut stdout, &mut stderr, "the exec's output stream").await {
                     break;
                 }
-            },
+            }
             _ = poll.tick() => {
                 if exited_at.is_none()
                     && let Ok(i) = docker.inspect_exec(&exec.id).await
