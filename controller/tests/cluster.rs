@@ -97,11 +97,7 @@ impl Seen {
 async fn wait_jobs(env: &Env, ids: &[i64], scale_set_id: i64, seen: &mut Seen) -> Vec<JobView> {
     eventually(&format!("jobs {ids:?} to complete"), JOBS_DONE, async || {
         seen.sample(env, scale_set_id).await?;
-        let jobs: Vec<JobView> = env
-            .sim_jobs()
-            .into_iter()
-            .filter(|j| ids.contains(&j.runner_request_id))
-            .collect();
+        let jobs = env.jobs_of(ids);
         if jobs.len() == ids.len() && jobs.iter().all(|j| j.state == JobState::Completed) {
             Ok(jobs)
         } else {
@@ -701,25 +697,7 @@ async fn t07_missing_credentials_sets_condition_and_event_and_creates_nothing() 
         })
         .await;
         assert!(!condition.reason.is_empty(), "{condition:?}");
-        let event = eventually("a Warning event naming the missing Secret", MINUTE, async || {
-            let events = env.events_about(&env.ns, name).await?;
-            events
-                .iter()
-                .find(|e| {
-                    e.type_.as_deref() == Some("Warning") && e.message.as_deref().is_some_and(|m| m.contains(secret))
-                })
-                .cloned()
-                .ok_or_else(|| {
-                    format!(
-                        "{:?}",
-                        events
-                            .iter()
-                            .map(|e| (&e.type_, &e.reason, &e.message))
-                            .collect::<Vec<_>>()
-                    )
-                })
-        })
-        .await;
+        let event = env.wait_warning(name, secret).await;
         assert_eq!(
             event.involved_object.kind.as_deref(),
             Some("AutoscalingRunnerSet"),
@@ -906,18 +884,7 @@ async fn start_with_one_busy_runner(
     .await;
 
     let ids = env.queue_jobs(1, &name, 15_000);
-    let busy = eventually("the job to run", SCALE_UP, async || {
-        let jobs: Vec<JobView> = env
-            .sim_jobs()
-            .into_iter()
-            .filter(|j| ids.contains(&j.runner_request_id))
-            .collect();
-        match jobs.first() {
-            Some(j) if j.state == JobState::Running => j.runner_name.clone().ok_or_else(|| describe_jobs(&jobs)),
-            _ => Err(describe_jobs(&jobs)),
-        }
-    })
-    .await;
+    let busy = env.wait_job_running(&ids, SCALE_UP).await;
     let busy_uid = get(&env.runner_pod_api(), &busy)
         .await
         .expect("get pod")
@@ -953,12 +920,7 @@ async fn t60_template_change_rolls_out_without_killing_busy_runner() {
         // Until its job completes, the busy runner's pod stays (same pod, not terminating).
         let job = eventually("the busy job to complete", MINUTE, async || {
             let pod = get(&pods, &busy).await?;
-            let jobs = env.sim_jobs();
-            let job = jobs
-                .iter()
-                .find(|j| ids.contains(&j.runner_request_id))
-                .cloned()
-                .ok_or("no job")?;
+            let job = env.jobs_of(&ids).into_iter().next().ok_or("no job")?;
             if job.state == JobState::Completed {
                 return Ok(job);
             }
@@ -969,7 +931,7 @@ async fn t60_template_change_rolls_out_without_killing_busy_runner() {
                     other.as_ref().map(|p| (p.uid(), p.metadata.deletion_timestamp.clone()))
                 ),
             }
-            Err(describe_jobs(&jobs))
+            Err(describe_jobs(std::slice::from_ref(&job)))
         })
         .await;
         assert_eq!(job.result.as_deref(), Some("succeeded"), "{job:?}");
@@ -1070,11 +1032,7 @@ async fn t70_delete_ars_cleans_up_cluster_and_sim() {
                     .filter(|r| r.scale_set_id == id)
                     .map(|r| r.name)
                     .collect();
-                let jobs = env.sim_jobs();
-                let job = jobs
-                    .iter()
-                    .find(|j| ids.contains(&j.runner_request_id))
-                    .ok_or("no job")?;
+                let job = env.jobs_of(&ids).into_iter().next().ok_or("no job")?;
                 assert_ne!(
                     job.state,
                     JobState::Completed,
@@ -1113,17 +1071,12 @@ async fn t70_delete_ars_cleans_up_cluster_and_sim() {
 
         let job = eventually("the busy job to complete", MINUTE, async || {
             let ars_now = get(&ars_api, name).await?;
-            let jobs = env.sim_jobs();
-            let job = jobs
-                .iter()
-                .find(|j| ids.contains(&j.runner_request_id))
-                .cloned()
-                .ok_or("no job")?;
+            let job = env.jobs_of(&ids).into_iter().next().ok_or("no job")?;
             if job.state == JobState::Completed {
                 return Ok(job);
             }
             assert!(ars_now.is_some(), "the ARS was gone while its runner still ran a job");
-            Err(describe_jobs(&jobs))
+            Err(describe_jobs(std::slice::from_ref(&job)))
         })
         .await;
         assert_eq!(job.result.as_deref(), Some("succeeded"), "{job:?}");

@@ -33,7 +33,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use kube::{Api, Resource, ResourceExt};
 use rarc_crd::keys::{annotations, finalizers, labels};
 use rarc_crd::{AutoscalingRunnerSet, EphemeralRunner};
-use rarc_sim::state::{JobState, JobView};
+use rarc_sim::state::JobState;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 use support::*;
@@ -1005,18 +1005,7 @@ async fn t40_deleting_a_busy_runner_waits_for_its_job() {
         env.wait_listener_running(name, id, PODS).await;
 
         let ids = env.queue_jobs(1, name, 12_000);
-        let busy = eventually("the job to run", PODS, async || {
-            let jobs: Vec<JobView> = env
-                .sim_jobs()
-                .into_iter()
-                .filter(|j| ids.contains(&j.runner_request_id))
-                .collect();
-            match jobs.first() {
-                Some(j) if j.state == JobState::Running => j.runner_name.clone().ok_or_else(|| describe_jobs(&jobs)),
-                _ => Err(describe_jobs(&jobs)),
-            }
-        })
-        .await;
+        let busy = env.wait_job_running(&ids, PODS).await;
         let runner_id = sim_runner_id(env, &busy).expect("the busy runner is registered");
         let pods = env.runner_pod_api();
         let pod_uid = get(&pods, &busy).await.expect("get pod").expect("the busy pod").uid();
@@ -1028,12 +1017,7 @@ async fn t40_deleting_a_busy_runner_waits_for_its_job() {
         let er_api = env.er_api();
         let mut checked = 0;
         let job = eventually("the job to complete", MINUTE, async || {
-            let jobs = env.sim_jobs();
-            let job = jobs
-                .iter()
-                .find(|j| ids.contains(&j.runner_request_id))
-                .cloned()
-                .ok_or("no job")?;
+            let job = env.jobs_of(&ids).into_iter().next().ok_or("no job")?;
             if job.state == JobState::Completed {
                 return Ok(job);
             }
@@ -1055,7 +1039,7 @@ async fn t40_deleting_a_busy_runner_waits_for_its_job() {
                 "the busy pod {busy} was deleted or replaced while its job ran"
             );
             checked += 1;
-            Err(describe_jobs(&jobs))
+            Err(describe_jobs(std::slice::from_ref(&job)))
         })
         .await;
         assert!(checked > 0, "the job completed before the deletion could be checked");

@@ -172,33 +172,6 @@ fn ready_condition(ars: &AutoscalingRunnerSet) -> Option<k8s_openapi::apimachine
         .find(|c| c.type_ == "Ready")
 }
 
-/// Waits for a Warning event about `name` in the runner namespace whose message contains `needle`.
-async fn wait_warning(env: &Env, name: &str, needle: &str) -> k8s_openapi::api::core::v1::Event {
-    eventually(
-        &format!("a Warning event about {name} mentioning {needle:?}"),
-        MINUTE,
-        async || {
-            let events = env.events_about(&env.ns, name).await?;
-            events
-                .iter()
-                .find(|e| {
-                    e.type_.as_deref() == Some("Warning") && e.message.as_deref().is_some_and(|m| m.contains(needle))
-                })
-                .cloned()
-                .ok_or_else(|| {
-                    format!(
-                        "{:?}",
-                        events
-                            .iter()
-                            .map(|e| (&e.type_, &e.reason, &e.message))
-                            .collect::<Vec<_>>()
-                    )
-                })
-        },
-    )
-    .await
-}
-
 /// `(uid, deleting)` of an object, for "untouched" checks.
 fn identity<K: Resource>(obj: &K) -> (String, bool) {
     (obj.meta().uid.clone().unwrap_or_default(), deleting(obj))
@@ -697,7 +670,7 @@ async fn t03_unknown_runner_group_sets_condition_and_creates_nothing() {
         })
         .await;
         assert_eq!(cond.reason, "GitHubAPIError", "{cond:?}");
-        wait_warning(env, name, "g1").await;
+        env.wait_warning(name, "g1").await;
 
         tokio::time::sleep(Duration::from_secs(3)).await;
         let mut c = Checks::default();
@@ -1449,7 +1422,7 @@ async fn t80_version_gate_refuses_incompatible_versions_without_deleting() {
         })
         .await;
         assert!(cond.message.contains(labels::VERSION), "{cond:?}");
-        let event = wait_warning(env, name, "0.13.0").await;
+        let event = env.wait_warning(name, "0.13.0").await;
         assert_eq!(event.involved_object.kind.as_deref(), Some("AutoscalingRunnerSet"));
 
         tokio::time::sleep(Duration::from_secs(3)).await;

@@ -779,14 +779,58 @@ impl Env {
             .join("\n")
     }
 
+    /// The simulator's views of the jobs `ids`.
+    pub fn jobs_of(&self, ids: &[i64]) -> Vec<JobView> {
+        self.sim_jobs()
+            .into_iter()
+            .filter(|j| ids.contains(&j.runner_request_id))
+            .collect()
+    }
+
+    /// Waits until the first job of `ids` runs; returns its runner's name.
+    pub async fn wait_job_running(&self, ids: &[i64], timeout: Duration) -> String {
+        eventually("the job to run", timeout, async || {
+            let jobs = self.jobs_of(ids);
+            match jobs.first() {
+                Some(j) if j.state == JobState::Running => j.runner_name.clone().ok_or_else(|| describe_jobs(&jobs)),
+                _ => Err(describe_jobs(&jobs)),
+            }
+        })
+        .await
+    }
+
+    /// Waits for a Warning event about `name` in the runner namespace whose message contains `needle`.
+    pub async fn wait_warning(&self, name: &str, needle: &str) -> k8s_openapi::api::core::v1::Event {
+        eventually(
+            &format!("a Warning event about {name} mentioning {needle:?}"),
+            Duration::from_secs(60),
+            async || {
+                let events = self.events_about(&self.ns, name).await?;
+                events
+                    .iter()
+                    .find(|e| {
+                        e.type_.as_deref() == Some("Warning")
+                            && e.message.as_deref().is_some_and(|m| m.contains(needle))
+                    })
+                    .cloned()
+                    .ok_or_else(|| {
+                        format!(
+                            "{:?}",
+                            events
+                                .iter()
+                                .map(|e| (&e.type_, &e.reason, &e.message))
+                                .collect::<Vec<_>>()
+                        )
+                    })
+            },
+        )
+        .await
+    }
+
     /// Waits until every job of `ids` is completed; returns their views.
     pub async fn wait_jobs_completed(&self, ids: &[i64], timeout: Duration) -> Vec<JobView> {
         eventually(&format!("jobs {ids:?} to complete"), timeout, async || {
-            let jobs: Vec<JobView> = self
-                .sim_jobs()
-                .into_iter()
-                .filter(|j| ids.contains(&j.runner_request_id))
-                .collect();
+            let jobs = self.jobs_of(ids);
             if jobs.len() == ids.len() && jobs.iter().all(|j| j.state == JobState::Completed) {
                 Ok(jobs)
             } else {
