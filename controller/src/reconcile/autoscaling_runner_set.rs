@@ -1040,31 +1040,45 @@ where
     }
 }
 
+/// The kinds the chart protects with `cleanup-protection`.
+#[derive(Clone, Copy)]
+enum Protected {
+    Role,
+    RoleBinding,
+    ServiceAccount,
+    Secret,
+}
+
+/// The chart's cleanup annotations (arc-controller.md §3) and the kind each one names.
+const CHART_PROTECTED: [(&str, Protected); 7] = [
+    (a::CLEANUP_KUBERNETES_MODE_ROLE_BINDING_NAME, Protected::RoleBinding),
+    (a::CLEANUP_KUBERNETES_MODE_ROLE_NAME, Protected::Role),
+    (
+        a::CLEANUP_KUBERNETES_MODE_SERVICE_ACCOUNT_NAME,
+        Protected::ServiceAccount,
+    ),
+    (a::CLEANUP_NO_PERMISSION_SERVICE_ACCOUNT_NAME, Protected::ServiceAccount),
+    (a::CLEANUP_GITHUB_SECRET_NAME, Protected::Secret),
+    (a::CLEANUP_MANAGER_ROLE_BINDING, Protected::RoleBinding),
+    (a::CLEANUP_MANAGER_ROLE_NAME, Protected::Role),
+];
+
 async fn remove_chart_finalizers(ars: &AutoscalingRunnerSet, ctx: &Context) -> Result<()> {
     let ns = ars.namespace().unwrap_or_default();
-    let c = &ctx.client;
+    let c = ctx.client.clone();
     let ann = ars.annotations();
-    let get = |k: &str| ann.get(k).filter(|v| !v.is_empty()).cloned();
-    if let Some(n) = get(a::CLEANUP_KUBERNETES_MODE_ROLE_BINDING_NAME) {
-        strip_protection(Api::<RoleBinding>::namespaced(c.clone(), &ns), &n).await?;
-    }
-    if let Some(n) = get(a::CLEANUP_KUBERNETES_MODE_ROLE_NAME) {
-        strip_protection(Api::<Role>::namespaced(c.clone(), &ns), &n).await?;
-    }
-    if let Some(n) = get(a::CLEANUP_KUBERNETES_MODE_SERVICE_ACCOUNT_NAME) {
-        strip_protection(Api::<ServiceAccount>::namespaced(c.clone(), &ns), &n).await?;
-    }
-    if let Some(n) = get(a::CLEANUP_NO_PERMISSION_SERVICE_ACCOUNT_NAME) {
-        strip_protection(Api::<ServiceAccount>::namespaced(c.clone(), &ns), &n).await?;
-    }
-    if let Some(n) = get(a::CLEANUP_GITHUB_SECRET_NAME) {
-        strip_protection(Api::<Secret>::namespaced(c.clone(), &ns), &n).await?;
-    }
-    if let Some(n) = get(a::CLEANUP_MANAGER_ROLE_BINDING) {
-        strip_protection(Api::<RoleBinding>::namespaced(c.clone(), &ns), &n).await?;
-    }
-    if let Some(n) = get(a::CLEANUP_MANAGER_ROLE_NAME) {
-        strip_protection(Api::<Role>::namespaced(c.clone(), &ns), &n).await?;
+    for (key, kind) in CHART_PROTECTED {
+        let Some(n) = ann.get(key).filter(|v| !v.is_empty()) else {
+            continue;
+        };
+        match kind {
+            Protected::Role => strip_protection(Api::<Role>::namespaced(c.clone(), &ns), n).await?,
+            Protected::RoleBinding => strip_protection(Api::<RoleBinding>::namespaced(c.clone(), &ns), n).await?,
+            Protected::ServiceAccount => {
+                strip_protection(Api::<ServiceAccount>::namespaced(c.clone(), &ns), n).await?;
+            }
+            Protected::Secret => strip_protection(Api::<Secret>::namespaced(c.clone(), &ns), n).await?,
+        }
     }
     Ok(())
 }

@@ -11,6 +11,7 @@ pub mod ephemeral_runner_set;
 use std::fmt::Debug;
 use std::time::Duration;
 
+use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
@@ -131,4 +132,29 @@ where
 /// The namespace of a namespaced object (empty for none).
 pub fn namespace_of<K: Resource>(obj: &K) -> String {
     obj.meta().namespace.clone().unwrap_or_default()
+}
+
+/// `name` from key `key` of Secret `secret`.
+pub(crate) fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: secret.to_owned(),
+                key: key.to_owned(),
+                optional: None,
+            }),
+            ..EnvVarSource::default()
+        }),
+        ..EnvVar::default()
+    }
+}
+
+/// `name=value`.
+pub(crate) fn value_env(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        ..EnvVar::default()
+    }
 }

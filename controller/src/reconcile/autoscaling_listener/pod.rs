@@ -6,8 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvVar, EnvVarSource, Pod, PodSpec, PodTemplateSpec, SecretKeySelector,
-    SecretVolumeSource, Volume, VolumeMount,
+    Container, ContainerPort, Pod, PodSpec, PodTemplateSpec, SecretVolumeSource, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
@@ -19,7 +18,7 @@ use serde_json::json;
 
 use super::config::MetricsServer;
 use crate::labels::{Labels, exclude};
-use crate::reconcile::{namespace_of, owner_reference};
+use crate::reconcile::{namespace_of, owner_reference, secret_env, value_env};
 
 /// The listener container's name.
 pub const CONTAINER: &str = "listener";
@@ -71,25 +70,10 @@ pub fn container_port(addr: &str) -> Result<ContainerPort, String> {
 pub fn build(inputs: &Inputs<'_>) -> Result<Pod, String> {
     let al = inputs.al;
     let name = al.name_any();
-    let mut env = vec![EnvVar {
-        name: CONFIG_PATH_ENV.into(),
-        value: Some(CONFIG_PATH.into()),
-        ..Default::default()
-    }];
+    let mut env = vec![value_env(CONFIG_PATH_ENV, CONFIG_PATH)];
     let proxy_secret = listener_proxy_secret_name(&name);
     for key in PROXY_KEYS.into_iter().filter(|k| inputs.proxy_data.contains_key(*k)) {
-        env.push(EnvVar {
-            name: key.into(),
-            value_from: Some(EnvVarSource {
-                secret_key_ref: Some(SecretKeySelector {
-                    name: proxy_secret.clone(),
-                    key: key.into(),
-                    optional: None,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        });
+        env.push(secret_env(key, &proxy_secret, key));
     }
     let ports = match inputs.metrics.filter(|m| !m.addr.is_empty()) {
         Some(m) => Some(vec![

@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, Pod, PodSpec, SecretKeySelector};
+use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
+
+use crate::reconcile::{secret_env, value_env};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use rarc_crd::keys::labels as l;
@@ -42,29 +44,6 @@ pub fn uses_container_hooks(spec: &EphemeralRunnerSpec) -> bool {
     runner_container(spec)
         .and_then(|c| c.env.as_ref())
         .is_some_and(|env| env.iter().any(|e| e.name == ENV_CONTAINER_HOOKS))
-}
-
-fn secret_env(name: &str, secret: &str, key: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value_from: Some(EnvVarSource {
-            secret_key_ref: Some(SecretKeySelector {
-                name: secret.to_owned(),
-                key: key.to_owned(),
-                optional: None,
-            }),
-            ..EnvVarSource::default()
-        }),
-        ..EnvVar::default()
-    }
-}
-
-fn value_env(name: &str, value: &str) -> EnvVar {
-    EnvVar {
-        name: name.to_owned(),
-        value: Some(value.to_owned()),
-        ..EnvVar::default()
-    }
 }
 
 /// The env appended to the runner container: JIT config, user agent, deprecation exit code, and
