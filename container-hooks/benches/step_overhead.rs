@@ -30,6 +30,10 @@ type Result<T, E = Box<dyn std::error::Error>> = std::result::Result<T, E>;
 #[path = "../tests/common/docker.rs"]
 mod docker;
 use docker::BUSYBOX;
+/// The tests' fake runner: layout, job container, environment, request lines.
+#[path = "../tests/common/runner.rs"]
+mod runner;
+use runner::{RunnerDir, request_line};
 /// Milliseconds above the floor the direct hook may add (issue 6).
 const TARGET_MS: f64 = 30.0;
 
@@ -71,9 +75,8 @@ fn docker_cli() -> &'static str {
 
 struct Bench {
     host: String,
-    dir: tempfile::TempDir,
-    name: String,
-    label: String,
+    runner: RunnerDir,
+    /// The response file of every request.
     response: PathBuf,
 }
 
@@ -92,32 +95,18 @@ impl Bench {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
-    fn root(&self) -> PathBuf {
-        self.dir.path().join("runner")
-    }
-
-    fn workspace(&self) -> PathBuf {
-        self.root().join("_work/repo/repo")
-    }
-
-    /// The runner's environment for a hook (nothing else from ours but PATH).
+    /// The runner's environment for a hook, with the bench daemon.
     fn hook_env<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("GITHUB_WORKSPACE", self.workspace())
-            .env("RUNNER_TEMP", self.root().join("_work/_temp"))
-            .env("RUNNER_NAME", &self.name)
-            .env("DOCKER_HOST", &self.host)
+        self.runner.hook_env(cmd).env("DOCKER_HOST", &self.host)
     }
 
     fn line(&self, command: &str, args: &Value, state: Option<&Value>) -> String {
-        let line = json!({"command": command, "responseFile": self.response, "args": args, "state": state});
-        format!("{line}\n")
+        request_line(command, &self.response, args, state)
     }
 
     /// Everything on the daemon with this runner's label.
     fn leftovers(&self) -> Result<Vec<String>> {
-        let filter = format!("label={}", self.label);
+        let filter = format!("label={}", self.runner.label);
         let mut found = Vec::new();
         for (kind, args) in [
             ("container", vec!["ps", "-aq", "--filter", &filter]),
@@ -135,7 +124,7 @@ impl Bench {
 impl Drop for Bench {
     /// After a failure: removes what this run's hook created, by its label.
     fn drop(&mut self) {
-        let filter = format!("label={}", self.label);
+        let filter = format!("label={}", self.runner.label);
         if let Ok(ids) = self.docker_ok(&["ps", "-aq", "--filter", &filter]) {
             let ids: Vec<&str> = ids.split_whitespace().collect();
             if !ids.is_empty() {
@@ -234,49 +223,16 @@ fn main() -> Result<()> {
         return Err(format!("no rarc-hooks binary at {}", bin.display()).into());
     }
     let host = docker_host()?;
-    let dir = tempfile::tempdir()?;
-    let name = format!("rarc hooks bench {}", std::process::id());
-    let label: String = name.bytes().map(|b| format!("{b:02x}")).collect();
+    let runner = RunnerDir::new("bench")?;
     let bench = Bench {
         host,
-        response: dir
-            .path()
-            .join("runner/_work/_temp/_runner_hook_responses/response.json"),
-        dir,
-        name,
-        label,
+        response: runner.response_file()?,
+        runner,
     };
-    let root = bench.root();
-    for d in [
-        "_work/repo/repo",
-        "_work/_temp/_github_home",
-        "_work/_temp/_github_workflow",
-        "_work/_temp/_runner_hook_responses",
-        "_work/_actions",
-        "_work/_tool",
-        "externals",
-    ] {
-        std::fs::create_dir_all(root.join(d))?;
-    }
-    std::fs::write(&bench.response, "")?;
     docker::images();
 
     // prepare_job: the job container, as the runner asks for it.
-    let mount = |src: &str, dst: &str, ro: bool| json!({"userProvidedValue": null, "sourceVolumePath": root.join(src), "targetVolumePath": dst, "readOnly": ro});
-    let job = json!({
-        "image": BUSYBOX, "dockerfile": null, "entryPoint": null, "entryPointArgs": [],
-        "workingDirectory": "/__w/repo/repo", "createOptions": null, "registry": null,
-        "environmentVariables": {"HOME": "/github/home"}, "portMappings": [], "userMountVolumes": [],
-        "systemMountVolumes": [
-            mount("_work", "/__w", false),
-            mount("externals", "/__e", true),
-            mount("_work/_temp", "/__w/_temp", false),
-            mount("_work/_actions", "/__w/_actions", false),
-            mount("_work/_tool", "/__w/_tool", false),
-            mount("_work/_temp/_github_home", "/github/home", false),
-            mount("_work/_temp/_github_workflow", "/github/workflow", false),
-        ]
-    });
+    let job = bench.runner.job_container(BUSYBOX);
     let prepare = bench.line("prepare_job", &json!({"container": job, "services": []}), None);
     let (prepare_time, out) = timed(bench.hook_env(Command::new(&bin).arg("docker")), Some(&prepare))?;
     check("prepare_job", &out)?;

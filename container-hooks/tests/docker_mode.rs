@@ -11,13 +11,13 @@
 mod common;
 
 use common::docker::{ALPINE, BUSYBOX, HTTPD, docker, docker_host, docker_input, docker_ok, image_exists, images};
+use common::runner::{RunnerDir, free_port, mount, read_response, request_line, unique};
 use common::{Outcome, binary, finish, send};
 use nix::sys::signal::Signal;
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(180);
@@ -25,107 +25,45 @@ const LIMIT: Duration = Duration::from_secs(180);
 // ---------------------------------------------------------------------------------------------
 // The daemon and the test images
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 // ---------------------------------------------------------------------------------------------
 // A fake runner: its layout, its environment, and the hook invocations
 
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
+/// The fake runner of one test, and what its hooks create on the daemon.
+struct Runner {
+    dir: RunnerDir,
+    extra_env: Vec<(String, String)>,
 }
 
-struct Runner {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    name: String,
-    label: String,
-    extra_env: Vec<(String, String)>,
+impl std::ops::Deref for Runner {
+    type Target = RunnerDir;
+    fn deref(&self) -> &RunnerDir {
+        &self.dir
+    }
 }
 
 impl Runner {
     fn new(test: &str) -> Self {
         images();
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("runner");
-        for d in [
-            "_work/repo/repo",
-            "_work/_temp/_github_home",
-            "_work/_temp/_github_workflow",
-            "_work/_temp/_runner_file_commands",
-            "_work/_temp/_runner_hook_responses",
-            "_work/_actions",
-            "_work/_tool",
-            "externals",
-        ] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        std::fs::write(root.join("_work/_temp/_github_workflow/event.json"), "{\"x\":1}").unwrap();
-        let name = format!("rarc hooks {test} {}", std::process::id());
-        let label = hex(&name);
         Self {
-            _dir: dir,
-            root,
-            name,
-            label,
+            dir: RunnerDir::new(test).unwrap(),
             extra_env: Vec::new(),
         }
-    }
-
-    fn workspace(&self) -> PathBuf {
-        self.root.join("_work/repo/repo")
-    }
-
-    fn temp(&self) -> PathBuf {
-        self.root.join("_work/_temp")
-    }
-
-    fn mount(src: &Path, dst: &str, ro: bool) -> Value {
-        json!({"userProvidedValue": null, "sourceVolumePath": src, "targetVolumePath": dst, "readOnly": ro})
-    }
-
-    /// The job container's system mounts (§1.4.2, without the docker socket).
-    fn job_mounts(&self) -> Value {
-        let r = &self.root;
-        json!([
-            Self::mount(&r.join("_work"), "/__w", false),
-            Self::mount(&r.join("externals"), "/__e", true),
-            Self::mount(&r.join("_work/_temp"), "/__w/_temp", false),
-            Self::mount(&r.join("_work/_actions"), "/__w/_actions", false),
-            Self::mount(&r.join("_work/_tool"), "/__w/_tool", false),
-            Self::mount(&r.join("_work/_temp/_github_home"), "/github/home", false),
-            Self::mount(&r.join("_work/_temp/_github_workflow"), "/github/workflow", false),
-        ])
     }
 
     /// A container action's system mounts (§1.4.3, without the docker socket).
     fn step_mounts(&self) -> Value {
         let r = &self.root;
         json!([
-            Self::mount(&r.join("_work/_temp"), "/github/runner_temp", false),
-            Self::mount(&r.join("_work/_temp/_github_home"), "/github/home", false),
-            Self::mount(&r.join("_work/_temp/_github_workflow"), "/github/workflow", false),
-            Self::mount(
+            mount(&r.join("_work/_temp"), "/github/runner_temp", false),
+            mount(&r.join("_work/_temp/_github_home"), "/github/home", false),
+            mount(&r.join("_work/_temp/_github_workflow"), "/github/workflow", false),
+            mount(
                 &r.join("_work/_temp/_runner_file_commands"),
                 "/github/file_commands",
                 false
             ),
-            Self::mount(&self.workspace(), "/github/workspace", false),
+            mount(&self.workspace(), "/github/workspace", false),
         ])
-    }
-
-    fn job_container(&self, image: &str) -> Value {
-        json!({
-            "image": image, "dockerfile": null, "entryPoint": null, "entryPointArgs": [],
-            "workingDirectory": "/__w/repo/repo", "createOptions": null, "registry": null,
-            "environmentVariables": {"HOME": "/github/home"}, "portMappings": [],
-            "systemMountVolumes": self.job_mounts(), "userMountVolumes": []
-        })
     }
 
     fn service(image: &str, name: Option<&str>) -> Value {
@@ -142,12 +80,8 @@ impl Runner {
 
     fn command(&self) -> Command {
         let mut cmd = Command::new(binary());
-        cmd.arg("docker")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("GITHUB_WORKSPACE", self.workspace())
-            .env("RUNNER_TEMP", self.temp())
-            .env("RUNNER_NAME", &self.name)
+        cmd.arg("docker");
+        self.hook_env(&mut cmd)
             .env("DOCKER_HOST", docker_host())
             .env("RARC_HOOKS_KILL_GRACE", "2")
             .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
@@ -159,13 +93,8 @@ impl Runner {
 
     /// One request line (with a fresh, empty response file).
     fn line(&self, command: &str, args: &Value, state: Option<&Value>) -> (String, PathBuf) {
-        let response = self
-            .temp()
-            .join("_runner_hook_responses")
-            .join(format!("{}.json", uuid_like()));
-        std::fs::write(&response, "").unwrap();
-        let line = json!({"command": command, "responseFile": response, "args": args, "state": state});
-        (format!("{line}\n"), response)
+        let response = self.response_file().unwrap();
+        (request_line(command, &response, args, state), response)
     }
 
     fn spawn(&self, command: &str, args: &Value, state: Option<&Value>) -> Child {
@@ -185,13 +114,7 @@ impl Runner {
         let mut child = self.command().spawn().unwrap();
         child.stdin.take().unwrap().write_all(line.as_bytes()).unwrap();
         let out = finish(child, LIMIT);
-        let text = std::fs::read_to_string(&response).unwrap_or_default();
-        let value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (out, value)
+        (out, read_response(&response))
     }
 
     fn prepare_ok(&self, args: &Value) -> Value {
@@ -202,7 +125,7 @@ impl Runner {
     }
 
     fn script(&self, state: &Value, script: &str) -> Outcome {
-        let file = format!("{}.sh", uuid_like());
+        let file = format!("{}.sh", unique());
         std::fs::write(self.temp().join(&file), script).unwrap();
         let args = json!({"entryPoint": "sh", "entryPointArgs": ["-e", format!("/__w/_temp/{file}")],
             "environmentVariables": {"CI": "true"}, "prependPath": [], "workingDirectory": "/__w/repo/repo"});
@@ -250,13 +173,6 @@ impl Drop for Runner {
     }
 }
 
-fn uuid_like() -> String {
-    static N: Mutex<u64> = Mutex::new(0);
-    let mut n = N.lock().unwrap();
-    *n += 1;
-    format!("{}-{}-{}", std::process::id(), *n, Instant::now().elapsed().as_nanos())
-}
-
 fn inspect(id: &str, format: &str) -> String {
     docker_ok(&["inspect", "--format", format, id]).trim().to_owned()
 }
@@ -285,7 +201,7 @@ fn job_container_and_script_steps() {
     std::fs::write(r.workspace().join("data/file.txt"), "hello").unwrap();
     let mut job = r.job_container(BUSYBOX);
     job["environmentVariables"] = json!({"HOME": "/github/home", "JOB_SECRET": "s3cr3t-job-value", "CI": "false"});
-    job["userMountVolumes"] = json!([Runner::mount(&r.workspace().join("data"), "/data", true)]);
+    job["userMountVolumes"] = json!([mount(&r.workspace().join("data"), "/data", true)]);
     job["createOptions"] = json!("--label 'rarc.test.note=with spaces' --cpus 0.5 --hostname job-host");
     let (out, response) = r.prepare(&json!({"container": job, "services": []}));
     assert_eq!(out.code, Some(0), "{out:?}");
@@ -405,7 +321,7 @@ fn long_silent_steps() {
     let children: Vec<(Child, i32)> = [("sleep 25; echo woke", 0), ("sleep 25; exit 1", 1)]
         .into_iter()
         .map(|(script, code)| {
-            let file = format!("{}.sh", uuid_like());
+            let file = format!("{}.sh", unique());
             std::fs::write(r.temp().join(&file), script).unwrap();
             let args = json!({"entryPoint": "sh", "entryPointArgs": ["-e", format!("/__w/_temp/{file}")],
                 "environmentVariables": {}, "prependPath": [], "workingDirectory": "/__w/repo/repo"});

@@ -19,6 +19,7 @@
 mod common;
 
 use common::docker::{BUSYBOX, docker_at, docker_host, docker_ok, docker_ok_at, exists_at, images};
+use common::runner::{RunnerDir, free_port, read_response, request_line, unique};
 use common::{Outcome, binary, finish, repo};
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -32,7 +33,6 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const LIMIT: Duration = Duration::from_secs(120);
@@ -44,47 +44,24 @@ const DIND: &str = "rarc-test/dind:1";
 // ---------------------------------------------------------------------------------------------
 // A fake runner and the hook invocations
 
-fn hex(s: &str) -> String {
-    s.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unique() -> String {
-    static N: AtomicU64 = AtomicU64::new(0);
-    format!("{}-{}", std::process::id(), N.fetch_add(1, Ordering::Relaxed))
-}
-
+/// The fake runner of one test and the daemon its hooks talk to.
 struct Runner {
-    _dir: tempfile::TempDir,
-    root: PathBuf,
-    name: String,
-    label: String,
+    dir: RunnerDir,
     /// The daemon environment the hook gets (DOCKER_HOST and friends).
     daemon_env: Vec<(String, String)>,
 }
 
+impl std::ops::Deref for Runner {
+    type Target = RunnerDir;
+    fn deref(&self) -> &RunnerDir {
+        &self.dir
+    }
+}
+
 impl Runner {
     fn new(test: &str, daemon_env: &[(&str, &str)]) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("runner");
-        for d in [
-            "_work/repo/repo",
-            "_work/_temp/_github_home",
-            "_work/_temp/_github_workflow",
-            "_work/_temp/_runner_file_commands",
-            "_work/_temp/_runner_hook_responses",
-            "_work/_actions",
-            "_work/_tool",
-            "externals",
-        ] {
-            std::fs::create_dir_all(root.join(d)).unwrap();
-        }
-        let name = format!("rarc hooks {test} {}", std::process::id());
-        let label = hex(&name);
         Self {
-            _dir: dir,
-            root,
-            name,
-            label,
+            dir: RunnerDir::new(test).unwrap(),
             daemon_env: daemon_env
                 .iter()
                 .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
@@ -92,46 +69,13 @@ impl Runner {
         }
     }
 
-    fn workspace(&self) -> PathBuf {
-        self.root.join("_work/repo/repo")
-    }
-
-    fn temp(&self) -> PathBuf {
-        self.root.join("_work/_temp")
-    }
-
-    fn job_container(&self) -> Value {
-        let m = |src: &str, dst: &str, ro: bool| json!({"userProvidedValue": null, "sourceVolumePath": self.root.join(src), "targetVolumePath": dst, "readOnly": ro});
-        json!({
-            "image": BUSYBOX, "dockerfile": null, "entryPoint": null, "entryPointArgs": [],
-            "workingDirectory": "/__w/repo/repo", "createOptions": null, "registry": null,
-            "environmentVariables": {"HOME": "/github/home"}, "portMappings": [],
-            "systemMountVolumes": [
-                m("_work", "/__w", false),
-                m("externals", "/__e", true),
-                m("_work/_temp", "/__w/_temp", false),
-                m("_work/_temp/_github_home", "/github/home", false),
-                m("_work/_temp/_github_workflow", "/github/workflow", false),
-            ],
-            "userMountVolumes": []
-        })
-    }
-
     /// Runs one hook command with `env` (on top of the runner's and the daemon's) and waits.
     fn run_with(&self, env: &[(&str, &str)], command: &str, args: &Value, state: Option<&Value>) -> (Outcome, Value) {
-        let response = self
-            .temp()
-            .join("_runner_hook_responses")
-            .join(format!("{}.json", unique()));
-        std::fs::write(&response, "").unwrap();
-        let line = json!({"command": command, "responseFile": response, "args": args, "state": state});
-        let mut child = Command::new(binary())
-            .arg("docker")
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("GITHUB_WORKSPACE", self.workspace())
-            .env("RUNNER_TEMP", self.temp())
-            .env("RUNNER_NAME", &self.name)
+        let response = self.response_file().unwrap();
+        let mut cmd = Command::new(binary());
+        cmd.arg("docker");
+        let mut child = self
+            .hook_env(&mut cmd)
             .env("RARC_HOOKS_KILL_GRACE", "2")
             .envs(self.daemon_env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .envs(env.iter().copied())
@@ -144,16 +88,10 @@ impl Runner {
             .stdin
             .take()
             .unwrap()
-            .write_all(format!("{line}\n").as_bytes())
+            .write_all(request_line(command, &response, args, state).as_bytes())
             .unwrap();
         let out = finish(child, LIMIT);
-        let text = std::fs::read_to_string(&response).unwrap_or_default();
-        let value = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text).unwrap()
-        };
-        (out, value)
+        (out, read_response(&response))
     }
 
     fn run(&self, command: &str, args: &Value, state: Option<&Value>) -> (Outcome, Value) {
@@ -164,7 +102,7 @@ impl Runner {
     fn prepare_ok(&self) -> Value {
         let (out, response) = self.run(
             "prepare_job",
-            &json!({"container": self.job_container(), "services": []}),
+            &json!({"container": self.job_container(BUSYBOX), "services": []}),
             None,
         );
         assert_eq!(out.code, Some(0), "{out:?}");
@@ -322,14 +260,6 @@ fn cert_dir(dir: &Path, ca: &str, (cert, key): &(String, String)) -> PathBuf {
     std::fs::write(dir.join("cert.pem"), cert).unwrap();
     std::fs::write(dir.join("key.pem"), key).unwrap();
     dir.to_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 /// The processes (not zombies) of process group `pgid`, from /proc.
@@ -506,7 +436,7 @@ fn tls_daemon_with_client_certificates() {
     let (out, response) = r.run_with(
         &[("DOCKER_CERT_PATH", foreign.to_str().unwrap())],
         "prepare_job",
-        &json!({"container": r.job_container(), "services": []}),
+        &json!({"container": r.job_container(BUSYBOX), "services": []}),
         None,
     );
     let e = expect_connect_error(&out, "foreign client certificate");

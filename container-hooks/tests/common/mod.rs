@@ -3,6 +3,7 @@
 #![allow(dead_code, clippy::unwrap_used)]
 
 pub mod docker;
+pub mod runner;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
