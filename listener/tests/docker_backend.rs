@@ -9,23 +9,21 @@
 //! binary's size and mtime and reused. Every container is labelled `rarc.test.run=<uuid>` and
 //! force-removed when the test's guard drops, also on failure.
 
-use rarc_actions::ActionsClient;
 use rarc_actions::types::JitConfigRequest;
 use rarc_listener::backend::Backend;
 use rarc_listener::backend::docker::{
     ContainerState, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV, pending_volume,
 };
-use rarc_sim::config::SimSettings;
-use rarc_sim::{SimServer, testing};
 use std::collections::{BTreeMap, HashSet};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
-use support::docker::{docker_host, docker_ok, runner_image, sweep, sweep_all};
+use support::docker::{docker_ok, runner_image, sweep};
 use tokio_util::sync::CancellationToken;
 
 mod support;
 use support::drive::{drive, eventually};
+use support::world::World;
 
 const TEST_LABEL: &str = "rarc.test.run";
 
@@ -34,55 +32,24 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ---- harness: one test's world -----------------------------------------------------------------
 
-/// A simulator, an Actions client and a label that marks every container of this test. Dropping
-/// it force-removes those containers (also when the test panics).
-struct World {
-    server: SimServer,
-    client: ActionsClient,
-    run: String,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        sweep(TEST_LABEL, &self.run);
-    }
-}
-
 async fn world() -> World {
     captured_logs();
-    docker_host();
-    runner_image();
-    // Tests run one at a time: whatever an earlier (crashed) test left goes.
-    sweep_all(TEST_LABEL);
-    let server = testing::sim_with(SimSettings {
-        long_poll_ms: 300,
-        ..SimSettings::default()
-    })
-    .await;
-    let client = testing::pat_client(&server);
-    World {
-        server,
-        client,
-        run: uuid::Uuid::new_v4().to_string(),
-    }
+    World::new(TEST_LABEL).await
 }
 
-impl World {
-    async fn scale_set(&self, name: &str) -> i64 {
-        testing::create_set(&self.client, name).await
-    }
+/// The backend-specific parts of the world.
+trait BackendWorld {
+    fn config(&self, id: i64, name: &str) -> DockerBackendConfig;
+    async fn backend(&self, id: i64, name: &str) -> DockerBackend;
+    async fn drain(&self, backend: &DockerBackend, set: i64, timeout: Duration);
+}
 
+impl BackendWorld for World {
     fn config(&self, id: i64, name: &str) -> DockerBackendConfig {
         DockerBackendConfig {
-            scale_set_id: id,
-            scale_set_name: name.into(),
-            runner_image: runner_image().to_owned(),
-            docker_host: Some(docker_host().to_owned()),
-            network_mode: Some("host".into()),
-            extra_labels: BTreeMap::from([(TEST_LABEL.to_owned(), self.run.clone())]),
             extra_env: BTreeMap::from([("RARC_TEST".to_owned(), "1".to_owned())]),
             max_runners: 50,
-            ..Default::default()
+            ..self.base_config(id, name)
         }
     }
 
@@ -100,28 +67,6 @@ impl World {
             backend.containers().await.expect("list containers").is_empty() && self.registered_runners(set) == 0
         })
         .await;
-    }
-
-    fn registered_runners(&self, set: i64) -> usize {
-        self.server
-            .sim
-            .with_state(|s| s.runners())
-            .into_iter()
-            .filter(|r| r.scale_set_id == set)
-            .count()
-    }
-
-    fn online_runners(&self, set: i64) -> usize {
-        self.server
-            .sim
-            .with_state(|s| s.runners())
-            .into_iter()
-            .filter(|r| r.scale_set_id == set && r.online)
-            .count()
-    }
-
-    fn queue(&self, count: u32, label: &str, duration_ms: u64) -> Vec<i64> {
-        testing::queue_steps(&self.server, count, label, duration_ms)
     }
 }
 

@@ -21,28 +21,23 @@
 //! `apache2-utils` (`scripts/ensure-deps`). Everything is labelled `rarc.test.dind=<uuid>` and
 //! force-removed when the test's guard drops, also on failure.
 
-use rarc_actions::ActionsClient;
 use rarc_listener::backend::Backend;
 use rarc_listener::backend::docker::{
     ContainerMode, ContainerState, DindConfig, DockerBackend, DockerBackendConfig, JIT_CONFIG_ENV, RunnerContainer,
 };
-use rarc_sim::config::SimSettings;
 use rarc_sim::job::{ContainerSpec, Credentials, JobSpec, StepSpec};
 use rarc_sim::state::QueueJobs;
-use rarc_sim::{SimServer, testing};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use support::docker::{
-    containers_matching, dind_image, docker_cli, docker_host, docker_ok, runner_image, sweep, sweep_all,
-    volumes_matching,
-};
+use support::docker::{containers_matching, dind_image, docker_cli, docker_ok, volumes_matching};
 use tokio_util::sync::CancellationToken;
 
 mod support;
 use support::drive::{drive, eventually};
+use support::world::World;
 
 const TEST_LABEL: &str = "rarc.test.dind";
 /// The runner's work folder: `RUNNER_ROOT=/home/runner` of the image plus `_work`, which is
@@ -54,79 +49,35 @@ const RUNNER_DOCKER_CLI: &str = "/usr/local/bin/docker";
 /// One test at a time per binary.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A simulator, an Actions client and a label that marks everything of this test. Dropping it
-/// force-removes those containers and volumes (also when the test panics).
-struct World {
-    server: SimServer,
-    client: ActionsClient,
-    run: String,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        sweep(TEST_LABEL, &self.run);
-    }
-}
-
 async fn world() -> World {
-    docker_host();
-    runner_image();
     dind_image();
-    // Tests of this binary run one at a time: whatever an earlier (crashed) run left goes.
-    sweep_all(TEST_LABEL);
-    let server = testing::sim_with(SimSettings {
-        long_poll_ms: 300,
-        ..SimSettings::default()
-    })
-    .await;
-    let client = testing::pat_client(&server);
-    World {
-        server,
-        client,
-        run: uuid::Uuid::new_v4().to_string(),
-    }
+    World::new(TEST_LABEL).await
 }
 
-impl World {
-    fn config(&self, id: i64, name: &str) -> DockerBackendConfig {
-        let cli = Path::new("/usr/bin/docker");
-        assert!(
-            cli.exists(),
-            "{} is missing (Debian's docker.io provides it)",
-            cli.display()
-        );
-        DockerBackendConfig {
-            scale_set_id: id,
-            scale_set_name: name.into(),
-            runner_image: runner_image().to_owned(),
-            docker_host: Some(docker_host().to_owned()),
-            // The runners reach the in-process simulator on 127.0.0.1; the sidecars stay on the
-            // daemon's default bridge.
-            network_mode: Some("host".into()),
-            container_mode: ContainerMode::Dind(DindConfig {
-                image: dind_image().to_owned(),
-                command: Some(
-                    ["dockerd", "--host=unix:///var/run/docker.sock", "--storage-driver=vfs"]
-                        .map(str::to_owned)
-                        .to_vec(),
-                ),
-                ..DindConfig::default()
-            }),
-            // The host's docker CLI (it needs only the libc the runner image has).
-            extra_volumes: vec![format!("{}:{RUNNER_DOCKER_CLI}:ro", cli.display())],
-            extra_labels: BTreeMap::from([(TEST_LABEL.to_owned(), self.run.clone())]),
-            max_runners: 5,
-            ..Default::default()
-        }
-    }
-
-    fn registered_runners(&self, set: i64) -> usize {
-        self.server
-            .sim
-            .with_state(|s| s.runners())
-            .into_iter()
-            .filter(|r| r.scale_set_id == set)
-            .count()
+/// The dind runner's config.
+fn config(w: &World, id: i64, name: &str) -> DockerBackendConfig {
+    let cli = Path::new("/usr/bin/docker");
+    assert!(
+        cli.exists(),
+        "{} is missing (Debian's docker.io provides it)",
+        cli.display()
+    );
+    DockerBackendConfig {
+        // The runners reach the in-process simulator on 127.0.0.1 (host network, the base
+        // config's); the sidecars stay on the daemon's default bridge.
+        container_mode: ContainerMode::Dind(DindConfig {
+            image: dind_image().to_owned(),
+            command: Some(
+                ["dockerd", "--host=unix:///var/run/docker.sock", "--storage-driver=vfs"]
+                    .map(str::to_owned)
+                    .to_vec(),
+            ),
+            ..DindConfig::default()
+        }),
+        // The host's docker CLI (it needs only the libc the runner image has).
+        extra_volumes: vec![format!("{}:{RUNNER_DOCKER_CLI}:ro", cli.display())],
+        max_runners: 5,
+        ..w.base_config(id, name)
     }
 }
 
@@ -216,9 +167,9 @@ async fn dind_runner_gets_a_sidecar_daemon_and_both_are_removed_after_the_job() 
     let t0 = Instant::now();
     let w = world().await;
     let name = "dind-jobs";
-    let set = testing::create_set(&w.client, name).await;
+    let set = w.scale_set(name).await;
     let backend = Arc::new(
-        DockerBackend::new(w.config(set, name), w.client.clone())
+        DockerBackend::new(config(&w, set, name), w.client.clone())
             .await
             .expect("docker backend"),
     );
@@ -632,8 +583,8 @@ async fn a_job_container_runs_in_the_sidecar_daemon_through_the_hooks() {
     let image = format!("{inner_registry}/{tag}");
 
     let name = "dind-hooks";
-    let set = testing::create_set(&w.client, name).await;
-    let mut config = w.config(set, name);
+    let set = w.scale_set(name).await;
+    let mut config = config(&w, set, name);
     if let ContainerMode::Dind(d) = &mut config.container_mode {
         d.command
             .get_or_insert_with(Vec::new)
