@@ -302,22 +302,7 @@ async fn dind_runner_gets_a_sidecar_daemon_and_both_are_removed_after_the_job() 
         &format!("echo from-the-sidecar > {WORK}/dind-ack.txt"),
     ]);
 
-    eventually("the job to complete", Duration::from_secs(40), || async {
-        w.server
-            .sim
-            .with_state(|s| s.job(job))
-            .is_some_and(|j| j.result.is_some())
-    })
-    .await;
-    let done = w.server.sim.with_state(|s| s.job(job)).expect("the job");
-    let log: Vec<String> = w
-        .server
-        .sim
-        .with_state(|s| s.job_log(job))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
+    let (done, log) = w.finished_job(job, Duration::from_secs(40)).await;
     assert_eq!(done.result.as_deref(), Some("succeeded"), "job log: {log:#?}");
     assert_eq!(done.runs, 1, "job log: {log:#?}");
     assert_eq!(done.runner_name.as_deref(), Some(runner.runner_name.as_str()));
@@ -677,22 +662,7 @@ async fn a_job_container_runs_in_the_sidecar_daemon_through_the_hooks() {
         &format!("echo from-the-sidecar > {WORK}/job-ack.txt"),
     ]);
 
-    eventually("the job to complete", Duration::from_secs(40), || async {
-        w.server
-            .sim
-            .with_state(|s| s.job(job))
-            .is_some_and(|j| j.result.is_some())
-    })
-    .await;
-    let done = w.server.sim.with_state(|s| s.job(job)).expect("the job");
-    let log: Vec<String> = w
-        .server
-        .sim
-        .with_state(|s| s.job_log(job))
-        .unwrap_or_default()
-        .into_iter()
-        .map(|l| l.line)
-        .collect();
+    let (done, log) = w.finished_job(job, Duration::from_secs(40)).await;
     assert_eq!(done.result.as_deref(), Some("succeeded"), "job log: {log:#?}");
     assert_eq!(done.runs, 1, "job log: {log:#?}");
     let has = |line: &str| log.iter().any(|l| l == line);

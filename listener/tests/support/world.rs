@@ -4,10 +4,13 @@
 use rarc_actions::ActionsClient;
 use rarc_listener::backend::docker::DockerBackendConfig;
 use rarc_sim::config::SimSettings;
+use rarc_sim::state::JobView;
 use rarc_sim::{SimServer, testing};
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use super::docker::{docker_host, runner_image, sweep, sweep_all};
+use super::drive::eventually;
 
 pub struct World {
     pub server: SimServer,
@@ -79,6 +82,23 @@ impl World {
             .iter()
             .filter(|r| keep(r))
             .count()
+    }
+
+    /// Waits until job `job` has a result; returns its view and its log lines.
+    pub async fn finished_job(&self, job: i64, timeout: Duration) -> (JobView, Vec<String>) {
+        let sim = &self.server.sim;
+        eventually("the job to complete", timeout, || async {
+            sim.with_state(|s| s.job(job)).is_some_and(|j| j.result.is_some())
+        })
+        .await;
+        let done = sim.with_state(|s| s.job(job)).expect("the job");
+        let log = sim
+            .with_state(|s| s.job_log(job))
+            .unwrap_or_default()
+            .into_iter()
+            .map(|l| l.line)
+            .collect();
+        (done, log)
     }
 
     pub fn queue(&self, count: u32, label: &str, duration_ms: u64) -> Vec<i64> {
