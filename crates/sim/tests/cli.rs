@@ -2,7 +2,7 @@
 //! the runner subcommand against a live simulator, and the demo.
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use rarc_actions::types::JitConfigRequest;
+use rarc_actions::types::{JitConfigRequest, JitRunnerConfig};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -100,6 +100,31 @@ fn runner_without_a_jit_config_names_both_inputs() {
 }
 
 /// Starts `rarc-sim serve` on a free port; returns the child and its URL.
+/// A JIT config for runner `name` in scale set `set`.
+async fn jit_config(client: &rarc_actions::ActionsClient, set: i64, name: &str) -> JitRunnerConfig {
+    client
+        .generate_jit_runner_config(
+            set,
+            &JitConfigRequest {
+                name: name.into(),
+                work_folder: String::new(),
+            },
+        )
+        .await
+        .unwrap()
+}
+
+/// `rarc-sim runner` with `jit` and `RUNNER_ROOT=root`, to its end.
+async fn run_runner(jit: &JitRunnerConfig, root: &std::path::Path) -> Output {
+    tokio::process::Command::new(BIN)
+        .arg("runner")
+        .env("ACTIONS_RUNNER_INPUT_JITCONFIG", jit.encoded_jit_config.expose())
+        .env("RUNNER_ROOT", root)
+        .output()
+        .await
+        .unwrap()
+}
+
 fn serve(extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(BIN)
         .args(["serve", "--addr", "127.0.0.1:0", "--long-poll-ms", "200"])
@@ -222,24 +247,9 @@ async fn runner_process_runs_one_job_against_the_simulator() {
         .await
         .unwrap();
     let id = queued["ids"][0].as_i64().unwrap();
-    let jit = client
-        .generate_jit_runner_config(
-            set.id,
-            &JitConfigRequest {
-                name: "cli-runner-1".into(),
-                work_folder: String::new(),
-            },
-        )
-        .await
-        .unwrap();
+    let jit = jit_config(&client, set.id, "cli-runner-1").await;
     let root = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(BIN)
-        .arg("runner")
-        .env("ACTIONS_RUNNER_INPUT_JITCONFIG", jit.encoded_jit_config.expose())
-        .env("RUNNER_ROOT", root.path())
-        .output()
-        .await
-        .unwrap();
+    let out = run_runner(&jit, root.path()).await;
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
     assert!(stdout.contains("hello from cli-runner-1"), "{stdout}");
@@ -270,16 +280,7 @@ async fn runner_process_runs_one_job_against_the_simulator() {
     assert!(client.get_runner_by_name("cli-runner-1").await.unwrap().is_none());
 
     // A runner with no job to take stops on SIGTERM, goes offline and exits 0.
-    let jit = client
-        .generate_jit_runner_config(
-            set.id,
-            &JitConfigRequest {
-                name: "cli-runner-2".into(),
-                work_folder: String::new(),
-            },
-        )
-        .await
-        .unwrap();
+    let jit = jit_config(&client, set.id, "cli-runner-2").await;
     let mut idle = Command::new(BIN)
         .arg("runner")
         .env("ACTIONS_RUNNER_INPUT_JITCONFIG", jit.encoded_jit_config.expose())
@@ -401,24 +402,9 @@ async fn scale_sets_create_and_list_and_jobs_stats() {
     );
     cfg.proxy = rarc_actions::ProxyEnv::default();
     let client = rarc_actions::ActionsClient::new(cfg).unwrap();
-    let jit = client
-        .generate_jit_runner_config(
-            id,
-            &JitConfigRequest {
-                name: "stats-runner".into(),
-                work_folder: String::new(),
-            },
-        )
-        .await
-        .unwrap();
+    let jit = jit_config(&client, id, "stats-runner").await;
     let root = tempfile::tempdir().unwrap();
-    let out = tokio::process::Command::new(BIN)
-        .arg("runner")
-        .env("ACTIONS_RUNNER_INPUT_JITCONFIG", jit.encoded_jit_config.expose())
-        .env("RUNNER_ROOT", root.path())
-        .output()
-        .await
-        .unwrap();
+    let out = run_runner(&jit, root.path()).await;
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let s = stats(&ctl);
     assert_eq!(
