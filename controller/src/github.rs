@@ -236,6 +236,20 @@ pub struct Target<'a> {
     pub tls: Option<&'a TlsConfig>,
 }
 
+impl<'a> Target<'a> {
+    /// The client the runners of `spec` (an EphemeralRunner's, or an EphemeralRunnerSet's
+    /// `ephemeralRunnerSpec`) in `namespace` are registered and removed with.
+    pub fn for_runners(namespace: &'a str, spec: &'a rarc_crd::EphemeralRunnerSpec) -> Self {
+        Self {
+            namespace,
+            config_url: &spec.github_config_url,
+            secret_name: &spec.github_config_secret,
+            proxy: spec.proxy.as_ref(),
+            tls: spec.github_server_tls.as_ref(),
+        }
+    }
+}
+
 /// Cached Actions clients and the per-call deadline.
 pub struct GitHub {
     clients: Mutex<HashMap<String, Arc<ActionsClient>>>,

@@ -18,10 +18,8 @@ use rarc_controller::run::{self, Readiness};
 use tokio_util::sync::CancellationToken;
 
 fn init_logging(settings: &Settings) {
-    let level = match settings.log_level.as_str() {
-        l @ ("debug" | "info" | "warn" | "error") => l.to_owned(),
-        _ => "debug".to_owned(),
-    };
+    // The same rule as the listener's config.json: an unknown level means debug.
+    let level = settings.listener_log_level();
     let filter = tracing_subscriber::EnvFilter::try_from_env("RARC_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("{level},kube=warn,hyper=warn,tower=warn")));
     let builder = tracing_subscriber::fmt()

@@ -39,8 +39,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    FIELD_MANAGER, add_finalizers, delete_if_exists, has_finalizer, namespace_of, owner_reference, remove_finalizers,
-    requeue_secs,
+    FIELD_MANAGER, add_finalizers, delete_if_exists, has_finalizer, namespace_of, owner_reference, proxy_values,
+    remove_finalizers, requeue_secs,
 };
 use crate::context::Context;
 use crate::error::{Error, Result, is_already_exists, not_found_as_none};
@@ -218,18 +218,13 @@ pub fn desired_role_binding(al: &AutoscalingListener, t: &Target, prefixes: &[St
 
 /// The proxy secret's data: one key per configured proxy variable.
 pub fn proxy_data(env: &ProxyEnv) -> BTreeMap<String, ByteString> {
-    [
-        ("http_proxy", &env.http_proxy),
-        ("https_proxy", &env.https_proxy),
-        ("no_proxy", &env.no_proxy),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| {
-        v.as_ref()
-            .filter(|v| !v.is_empty())
-            .map(|v| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
-    })
-    .collect()
+    proxy_values(env)
+        .into_iter()
+        .filter_map(|(k, v)| {
+            v.filter(|v| !v.is_empty())
+                .map(|v| (k.to_owned(), ByteString(v.as_bytes().to_vec())))
+        })
+        .collect()
 }
 
 /// `<al>-proxy` (controller namespace, owned by the AL; labels: scale-set name and namespace).
@@ -580,7 +575,8 @@ pub async fn reconcile(al: Arc<AutoscalingListener>, ctx: Arc<Context>) -> Resul
 
     let t = target(al)?;
     let ars_api: Api<AutoscalingRunnerSet> = Api::namespaced(client.clone(), &t.ars_namespace);
-    let ars = not_found_as_none(ars_api.get(&t.ars_name).await).map_err(Error::kube(format!(
+    // Only whether it exists: its metadata, not its whole pod template.
+    let ars = not_found_as_none(ars_api.get_metadata(&t.ars_name).await).map_err(Error::kube(format!(
         "get AutoscalingRunnerSet {}/{}",
         t.ars_namespace, t.ars_name
     )))?;

@@ -33,7 +33,10 @@ use rarc_crd::{
 };
 use serde_json::json;
 
-use super::{add_finalizers, delete_if_exists, has_finalizer, owner_reference, patch_status, remove_finalizers};
+use super::{
+    add_finalizers, delete_if_exists, has_finalizer, hash_of, namespace_of, owner_reference, patch_status,
+    remove_finalizers,
+};
 
 use crate::context::Context;
 use crate::error::{Error, Result, not_found_as_none};
@@ -227,11 +230,6 @@ pub fn runner_spec(ars: &AutoscalingRunnerSet, scale_set_id: i64) -> EphemeralRu
     }
 }
 
-/// A stable hash of any serializable value.
-pub fn hash_of<T: serde::Serialize>(value: &T) -> String {
-    names::content_hash(serde_json::to_string(value).unwrap_or_default().as_bytes())
-}
-
 /// The ERS annotations (§3.3).
 fn runner_set_annotations(ars: &AutoscalingRunnerSet, spec_hash: &str) -> BTreeMap<String, String> {
     let mut out = ResourceMeta::annotations(&ars.spec.ephemeral_runner_set_metadata);
@@ -395,8 +393,6 @@ async fn set_not_ready(ctx: &Context, ars: &AutoscalingRunnerSet, err: &Error) -
 pub async fn reconcile(ars: Arc<AutoscalingRunnerSet>, ctx: Arc<Context>) -> Result<Action> {
     let name = ars.name_any();
     let ns = ars.namespace().unwrap_or_default();
-    let _span = tracing::debug_span!("ars", scale_set = %name, namespace = %ns).entered();
-    drop(_span);
 
     if ars.meta().deletion_timestamp.is_some() {
         return finalize(&ars, &ctx).await;
@@ -731,7 +727,7 @@ async fn reconcile_live(ars: &AutoscalingRunnerSet, ctx: &Context) -> Result<Act
         }
         Some(id) => id,
     };
-    if stored_scale_set_id(ars).is_some() && update_registration(ars, ctx, &client, id).await? {
+    if update_registration(ars, ctx, &client, id).await? {
         return Ok(Action::requeue(Duration::from_millis(100)));
     }
 
@@ -851,18 +847,8 @@ async fn reconcile_live(ars: &AutoscalingRunnerSet, ctx: &Context) -> Result<Act
         ctx.excluded_prefixes(),
     );
     // Listeners of this ARS under another name (runner group or URL changed): removed.
-    let others = al_api
-        .list(&ListParams::default().labels(&format!(
-            "{}={},{}={}",
-            l::SCALE_SET_NAME,
-            name,
-            l::SCALE_SET_NAMESPACE,
-            ns
-        )))
-        .await
-        .map_err(Error::kube("list AutoscalingListeners"))?;
-    for other in others
-        .items
+    for other in listeners_of(&al_api, ars)
+        .await?
         .iter()
         .filter(|o| o.name_any() != listener_name && o.meta().deletion_timestamp.is_none())
     {
@@ -914,6 +900,22 @@ async fn reconcile_live(ars: &AutoscalingRunnerSet, ctx: &Context) -> Result<Act
 }
 
 /// Deletion: listener, runner sets, scale set on GitHub, chart finalizers, then our finalizer.
+/// The AutoscalingListeners of `ars`, by its scale-set name and namespace labels.
+async fn listeners_of(api: &Api<AutoscalingListener>, ars: &AutoscalingRunnerSet) -> Result<Vec<AutoscalingListener>> {
+    let selector = format!(
+        "{}={},{}={}",
+        l::SCALE_SET_NAME,
+        ars.name_any(),
+        l::SCALE_SET_NAMESPACE,
+        namespace_of(ars)
+    );
+    let list = api
+        .list(&ListParams::default().labels(&selector))
+        .await
+        .map_err(Error::kube("list AutoscalingListeners"))?;
+    Ok(list.items)
+}
+
 async fn finalize(ars: &AutoscalingRunnerSet, ctx: &Context) -> Result<Action> {
     if !has_finalizer(ars, f::AUTOSCALING_RUNNER_SET) {
         return Ok(Action::await_change());
@@ -924,18 +926,9 @@ async fn finalize(ars: &AutoscalingRunnerSet, ctx: &Context) -> Result<Action> {
 
     // (a) listeners of this ARS (in the controller namespace).
     let al_api: Api<AutoscalingListener> = Api::namespaced(ctx.client.clone(), ctx.controller_namespace());
-    let als = al_api
-        .list(&ListParams::default().labels(&format!(
-            "{}={},{}={}",
-            l::SCALE_SET_NAME,
-            name,
-            l::SCALE_SET_NAMESPACE,
-            ns
-        )))
-        .await
-        .map_err(Error::kube("list AutoscalingListeners"))?;
+    let als = listeners_of(&al_api, ars).await?;
     let mut waiting = false;
-    for al in &als.items {
+    for al in &als {
         waiting = true;
         if al.meta().deletion_timestamp.is_none() {
             delete_if_exists(&al_api, &al.name_any()).await?;

@@ -98,7 +98,8 @@ pub struct JitInfo {
     pub runner_name: String,
 }
 
-fn secret_value(secret: &Secret, key: &str) -> Option<String> {
+/// The trimmed, non-empty value of `key` in `secret`.
+pub(crate) fn secret_value(secret: &Secret, key: &str) -> Option<String> {
     let data = secret
         .data
         .as_ref()
@@ -645,14 +646,7 @@ impl Run<'_> {
     }
 
     async fn github(&self) -> Result<Arc<ActionsClient>> {
-        let spec = &self.er.spec;
-        let target = Target {
-            namespace: &self.namespace,
-            config_url: &spec.github_config_url,
-            secret_name: &spec.github_config_secret,
-            proxy: spec.proxy.as_ref(),
-            tls: spec.github_server_tls.as_ref(),
-        };
+        let target = Target::for_runners(&self.namespace, &self.er.spec);
         self.ctx.github.client(&self.ctx.client, &target).await
     }
 

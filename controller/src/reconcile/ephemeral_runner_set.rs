@@ -40,9 +40,10 @@ use rarc_crd::{
 use serde_json::{Value, json};
 use tokio::sync::OnceCell;
 
+use super::ephemeral_runner::{RemoveFailure, classify_remove_error, jit_keys, phase, secret_value};
 use super::{
-    FIELD_MANAGER, delete_if_exists, has_finalizer, namespace_of, owner_reference, patch_status, remove_finalizers,
-    requeue_secs, write_finalizers,
+    FIELD_MANAGER, delete_if_exists, has_finalizer, hash_of, namespace_of, owner_reference, patch_status, proxy_values,
+    remove_finalizers, requeue_secs, write_finalizers,
 };
 use crate::context::Context;
 use crate::error::{Error, Result, is_already_exists, not_found_as_none};
@@ -53,39 +54,24 @@ use crate::metrics::{FAILED_EPHEMERAL_RUNNERS, LabelSet, PENDING_EPHEMERAL_RUNNE
 mod status_pace;
 use status_pace::Pace;
 
-/// ER phases (`status.phase`).
-pub mod phase {
-    pub const PENDING: &str = "Pending";
-    pub const RUNNING: &str = "Running";
-    pub const SUCCEEDED: &str = "Succeeded";
-    pub const FAILED: &str = "Failed";
-    pub const OUTDATED: &str = "Outdated";
-}
-
 /// How many EphemeralRunner creates (or runner removals) run at once.
 const CONCURRENCY: usize = 20;
 /// Safety-net requeue while a deleted ERS waits for its runners (ER events normally drive it).
 const DELETION_REQUEUE_SECS: u64 = 10;
 /// Requeue after a failed reconcile.
 const ERROR_REQUEUE_SECS: u64 = 5;
-/// The JIT Secret key holding the runner id (written by the EphemeralRunner reconciler).
-const JIT_RUNNER_ID_KEY: &str = "runnerId";
-/// Proxy Secret keys.
-const HTTP_PROXY: &str = "http_proxy";
-const HTTPS_PROXY: &str = "https_proxy";
-const NO_PROXY: &str = "no_proxy";
 
 // ------------------------------------------------------------------------------------------------
 // Pure decisions
 // ------------------------------------------------------------------------------------------------
 
-/// The integrity hash of an ERS spec (`ephemeralRunnerSpec` only); also used by the ARS reconciler.
+/// The integrity hash of an ERS spec (`ephemeralRunnerSpec` only), stamped on each runner.
 ///
 /// A hash of the spec's JSON (struct field order, sorted maps), so it is stable across processes.
 /// It cannot match ARC's go-spew hashes: on take-over every ARC-created runner counts as outdated
 /// once and idle ones are replaced.
 pub fn runner_spec_hash(spec: &EphemeralRunnerSpec) -> String {
-    names::content_hash(&serde_json::to_vec(spec).unwrap_or_default())
+    hash_of(spec)
 }
 
 /// The runners of an ERS by state (§4.3 step 7).
@@ -384,12 +370,7 @@ pub(crate) fn registration_from_secret(secret: Option<&Secret>) -> Registration 
     let Some(secret) = secret else {
         return Registration::Unregistered;
     };
-    let value = secret
-        .data
-        .as_ref()
-        .and_then(|d| d.get(JIT_RUNNER_ID_KEY))
-        .map(|v| String::from_utf8_lossy(&v.0).trim().to_owned());
-    match value.map(|v| v.parse::<i64>()) {
+    match secret_value(secret, jit_keys::RUNNER_ID).map(|v| v.parse::<i64>()) {
         Some(Ok(id)) if id > 0 => Registration::Registered(id),
         Some(Ok(_)) => Registration::Unregistered,
         _ => Registration::Unknown,
@@ -398,14 +379,10 @@ pub(crate) fn registration_from_secret(secret: Option<&Secret>) -> Registration 
 
 /// The data of the runner proxy Secret (only the configured keys).
 pub(crate) fn proxy_secret_data(env: &ProxyEnv) -> BTreeMap<String, ByteString> {
-    [
-        (HTTP_PROXY, &env.http_proxy),
-        (HTTPS_PROXY, &env.https_proxy),
-        (NO_PROXY, &env.no_proxy),
-    ]
-    .into_iter()
-    .filter_map(|(k, v)| v.as_ref().map(|v| (k.to_owned(), ByteString(v.as_bytes().to_vec()))))
-    .collect()
+    proxy_values(env)
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), ByteString(v.as_bytes().to_vec()))))
+        .collect()
 }
 
 /// The scale set name of an ERS: its `actions.github.com/scale-set-name` label, else its name.
@@ -815,13 +792,7 @@ impl<'a> Remover<'a> {
         let spec = &self.ers.spec.ephemeral_runner_spec;
         self.client
             .get_or_try_init(|| async {
-                let target = Target {
-                    namespace: &ns,
-                    config_url: &spec.github_config_url,
-                    secret_name: &spec.github_config_secret,
-                    proxy: spec.proxy.as_ref(),
-                    tls: spec.github_server_tls.as_ref(),
-                };
+                let target = Target::for_runners(&ns, spec);
                 self.ctx.github.client(&self.ctx.client, &target).await
             })
             .await
@@ -872,21 +843,20 @@ impl<'a> Remover<'a> {
             }
             Err(e) => return Err(e),
         };
-        match self
+        if let Err(e) = self
             .ctx
             .github
             .call(&format!("remove runner {id} ({ns}/{name})"), client.remove_runner(id))
             .await
         {
-            Ok(()) => {}
-            Err(e) => match e.as_actions() {
-                Some(a) if a.is_job_still_running() => {
+            match classify_remove_error(&e) {
+                RemoveFailure::Gone => {}
+                RemoveFailure::JobStillRunning => {
                     tracing::debug!(runner = %name, namespace = %ns, runner_id = id, "runner is busy: kept");
                     return Ok(Removal::Skipped);
                 }
-                Some(a) if a.is_runner_not_found() || a.is_not_found() => {}
-                _ => return Err(e),
-            },
+                RemoveFailure::CannotDeregister | RemoveFailure::Retry => return Err(e),
+            }
         }
         tracing::debug!(runner = %name, namespace = %ns, runner_id = id, "runner deregistered: deleting it");
         self.delete(&name).await
@@ -1393,7 +1363,7 @@ mod tests {
     #[test]
     fn registration_from_the_jit_secret() {
         let secret = |v: Option<&str>| Secret {
-            data: v.map(|v| [(JIT_RUNNER_ID_KEY.to_owned(), ByteString(v.as_bytes().to_vec()))].into()),
+            data: v.map(|v| [(jit_keys::RUNNER_ID.to_owned(), ByteString(v.as_bytes().to_vec()))].into()),
             ..Secret::default()
         };
         assert_eq!(registration_from_secret(None), Registration::Unregistered);

@@ -16,6 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
+use rarc_actions::ProxyEnv;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
@@ -157,4 +158,23 @@ pub(crate) fn value_env(name: &str, value: &str) -> EnvVar {
         value: Some(value.to_owned()),
         ..EnvVar::default()
     }
+}
+
+/// The keys of a proxy Secret (the runners' and the listener's), each also the name of the env
+/// var it feeds.
+pub const PROXY_KEYS: [&str; 3] = ["http_proxy", "https_proxy", "no_proxy"];
+
+/// Each proxy Secret key with its value in `env`.
+pub(crate) fn proxy_values(env: &ProxyEnv) -> [(&'static str, Option<&String>); 3] {
+    let [http, https, no] = PROXY_KEYS;
+    [
+        (http, env.http_proxy.as_ref()),
+        (https, env.https_proxy.as_ref()),
+        (no, env.no_proxy.as_ref()),
+    ]
+}
+
+/// A stable hash of any serializable value (of its JSON: struct field order, sorted maps).
+pub fn hash_of<T: serde::Serialize>(value: &T) -> String {
+    rarc_crd::names::content_hash(serde_json::to_string(value).unwrap_or_default().as_bytes())
 }

@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::config::MetricsServer;
 use crate::labels::{Labels, exclude};
-use crate::reconcile::{namespace_of, owner_reference, secret_env, value_env};
+use crate::reconcile::{PROXY_KEYS, namespace_of, owner_reference, secret_env, value_env};
 
 /// The listener container's name.
 pub const CONTAINER: &str = "listener";
@@ -32,8 +32,6 @@ pub const CONFIG_PATH: &str = "/etc/gha-listener/config.json";
 pub const METRICS_PORT: &str = "metrics";
 /// `terminationGracePeriodSeconds` of the listener pod (lets it delete its message session).
 pub const TERMINATION_GRACE_SECS: i64 = 60;
-/// The proxy secret keys, each also the name of the env var it feeds.
-pub const PROXY_KEYS: [&str; 3] = ["http_proxy", "https_proxy", "no_proxy"];
 /// rarc: the least time between a listener container's exit and the deletion of its pod, so a
 /// listener that dies at start (bad credentials, session conflict) is not recreated in a hot loop.
 /// ARC recreates at once.

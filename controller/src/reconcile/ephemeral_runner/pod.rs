@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, EnvVar, Pod, PodSpec};
 
-use crate::reconcile::{secret_env, value_env};
+use crate::reconcile::{PROXY_KEYS, secret_env, value_env};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::ResourceExt;
 use rarc_crd::keys::labels as l;
@@ -21,8 +21,6 @@ pub const ENV_DEPRECATED_EXIT_CODE: &str = "ACTIONS_RUNNER_RETURN_VERSION_DEPREC
 pub const ENV_CONTAINER_HOOKS: &str = "ACTIONS_RUNNER_CONTAINER_HOOKS";
 /// The JIT Secret key holding the encoded JIT config.
 pub const JIT_TOKEN_KEY: &str = "jitToken";
-/// Keys of the ERS proxy Secret (`spec.proxySecretRef`).
-const PROXY_KEYS: [&str; 3] = ["http_proxy", "https_proxy", "no_proxy"];
 
 /// `actions-runner-controller/<version>`: the runner's extra user agent.
 pub fn extra_user_agent() -> String {
