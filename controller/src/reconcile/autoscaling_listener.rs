@@ -27,7 +27,7 @@ use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{PolicyRule, Role, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::Patch;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use rarc_actions::ProxyEnv;
@@ -39,8 +39,8 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use super::{
-    FIELD_MANAGER, add_finalizers, delete_if_exists, has_finalizer, namespace_of, owner_reference, proxy_values,
-    remove_finalizers, requeue_secs,
+    add_finalizers, delete_if_exists, has_finalizer, namespace_of, owner_reference, patch_params, post_params,
+    proxy_values, remove_finalizers, requeue_secs,
 };
 use crate::context::Context;
 use crate::error::{Error, Result, is_already_exists, not_found_as_none};
@@ -388,20 +388,6 @@ pub fn secret_patch(have: &Secret, want: &Secret) -> Option<Value> {
 // ---------------------------------------------------------------------------------------------
 // I/O
 // ---------------------------------------------------------------------------------------------
-
-fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
-
-fn patch_params() -> PatchParams {
-    PatchParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..Default::default()
-    }
-}
 
 async fn get_opt<K>(api: &Api<K>, name: &str, what: &str) -> Result<Option<K>>
 where

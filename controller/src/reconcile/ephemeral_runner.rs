@@ -28,7 +28,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{Pod, Secret};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{ListParams, PostParams};
+use kube::api::ListParams;
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use rarc_actions::ActionsClient;
@@ -39,7 +39,7 @@ use serde_json::{Map, Value, json};
 use tracing::{debug, info, warn};
 
 use super::{
-    FIELD_MANAGER, add_finalizers, delete_if_exists, has_finalizer, namespace_of, patch_status, remove_finalizers,
+    add_finalizers, delete_if_exists, has_finalizer, namespace_of, patch_status, post_params, remove_finalizers,
     requeue_secs,
 };
 use crate::context::Context;
@@ -544,13 +544,6 @@ fn streaks() -> std::sync::MutexGuard<'static, HashMap<String, u32>> {
 
 fn now() -> Timestamp {
     Timestamp::from_second(time::OffsetDateTime::now_utc().unix_timestamp()).unwrap_or(Timestamp::UNIX_EPOCH)
-}
-
-fn post_params() -> PostParams {
-    PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..PostParams::default()
-    }
 }
 
 /// The APIs one reconcile uses, all in the ER's namespace.

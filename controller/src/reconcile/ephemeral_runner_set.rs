@@ -29,7 +29,7 @@ use futures::{StreamExt, stream};
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::api::{ListParams, Patch};
 use kube::runtime::controller::Action;
 use kube::{Api, ResourceExt};
 use rarc_actions::{ActionsClient, ProxyEnv};
@@ -42,8 +42,8 @@ use tokio::sync::OnceCell;
 
 use super::ephemeral_runner::{RemoveFailure, classify_remove_error, jit_keys, phase, secret_value};
 use super::{
-    FIELD_MANAGER, delete_if_exists, has_finalizer, hash_of, namespace_of, owner_reference, patch_status, proxy_values,
-    remove_finalizers, requeue_secs, write_finalizers,
+    delete_if_exists, has_finalizer, hash_of, namespace_of, owner_reference, patch_params, patch_status, post_params,
+    proxy_values, remove_finalizers, requeue_secs, write_finalizers,
 };
 use crate::context::Context;
 use crate::error::{Error, Result, is_already_exists, not_found_as_none};
@@ -675,11 +675,7 @@ async fn ensure_proxy_secret(ers: &EphemeralRunnerSet, ctx: &Context) -> Result<
                 data: Some(data),
                 ..Secret::default()
             };
-            let pp = PostParams {
-                field_manager: Some(FIELD_MANAGER.into()),
-                ..PostParams::default()
-            };
-            match api.create(&pp, &secret).await {
+            match api.create(&post_params(), &secret).await {
                 Ok(_) => {
                     tracing::info!(scale_set = %ers.name_any(), namespace = %ns, secret = %name, "created the runner proxy Secret")
                 }
@@ -690,11 +686,7 @@ async fn ensure_proxy_secret(ers: &EphemeralRunnerSet, ctx: &Context) -> Result<
         }
         Some(existing) => {
             if let Some(patch) = proxy_secret_patch(&existing, &data, &labels) {
-                let pp = PatchParams {
-                    field_manager: Some(FIELD_MANAGER.into()),
-                    ..PatchParams::default()
-                };
-                api.patch(&name, &pp, &Patch::Merge(&patch))
+                api.patch(&name, &patch_params(), &Patch::Merge(&patch))
                     .await
                     .map_err(Error::kube(format!("patch Secret {ns}/{name}")))?;
                 tracing::info!(scale_set = %ers.name_any(), namespace = %ns, secret = %name, "updated the runner proxy Secret");
@@ -712,10 +704,7 @@ async fn create_runners(api: &Api<EphemeralRunner>, template: &EphemeralRunner, 
         .first()
         .map(|o| o.name.as_str())
         .unwrap_or_default();
-    let pp = PostParams {
-        field_manager: Some(FIELD_MANAGER.into()),
-        ..PostParams::default()
-    };
+    let pp = post_params();
     let results: Vec<_> = stream::iter(0..count)
         .map(|_| api.create(&pp, template))
         .buffer_unordered(CONCURRENCY)

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{EnvVar, EnvVarSource, SecretKeySelector};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Patch, PatchParams};
+use kube::api::{Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::{Api, Resource, ResourceExt};
 use rarc_actions::ProxyEnv;
@@ -25,6 +25,22 @@ use crate::error::{Error, Result, is_not_found};
 
 /// The field manager of every write.
 pub const FIELD_MANAGER: &str = "rarc-controller";
+
+/// Create options naming [`FIELD_MANAGER`].
+pub(crate) fn post_params() -> PostParams {
+    PostParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PostParams::default()
+    }
+}
+
+/// Patch options naming [`FIELD_MANAGER`].
+pub(crate) fn patch_params() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..PatchParams::default()
+    }
+}
 
 /// A controller owner reference to `owner` (controller and blockOwnerDeletion true).
 pub fn owner_reference<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
