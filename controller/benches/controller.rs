@@ -38,10 +38,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, Result, anyhow, bail, ensure};
 use futures::{FutureExt as _, StreamExt as _, TryStreamExt as _, stream};
 use k8s_openapi::api::core::v1::{Event as CoreEvent, Pod, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt as _;
 use kube::runtime::watcher::{self, Event};
-use kube::runtime::{WatchStreamExt as _, wait::conditions};
 use kube::{Api, Client, Resource, ResourceExt};
 use rarc_crd::{EphemeralRunner, EphemeralRunnerSet};
 use rarc_kube_test::TempNamespace;
@@ -794,32 +793,10 @@ fn baseline_pod(template: &Pod, name: &str) -> Pod {
 }
 
 async fn install_crds(client: &Client) -> Result<()> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../crates/crd/crds");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("read {}", dir.display()))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    for file in &files {
-        let yaml = std::fs::read_to_string(file)?;
-        rarc_kube_test::apply_yaml(client, None, &yaml)
-            .await
-            .map_err(|e| anyhow!("apply {}: {e}", file.display()))?;
-    }
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    for plural in [
-        "autoscalingrunnersets",
-        "autoscalinglisteners",
-        "ephemeralrunnersets",
-        "ephemeralrunners",
-    ] {
-        let name = format!("{plural}.actions.github.com");
-        rarc_kube_test::await_condition(&crds, &name, conditions::is_crd_established(), Duration::from_secs(60))
-            .await
-            .map_err(|e| anyhow!("CRD {name} not Established: {e}"))?;
-    }
-    Ok(())
+    let manifests = rarc_crd::crds_yaml().into_iter().map(|(_, yaml)| yaml);
+    rarc_kube_test::install_crds(client, manifests, &rarc_crd::CRD_NAMES, Duration::from_secs(60))
+        .await
+        .map_err(|e| anyhow!("install the CRDs: {e:?}"))
 }
 
 /// Builds (or reuses) and imports `rarc.local/rarc:<tag>`; returns the reference.
@@ -1140,53 +1117,21 @@ async fn scrape(client: &Client) -> Result<BTreeMap<Key, f64>> {
         .await
         .context("GET /metrics of the API server")?;
     let mut out = BTreeMap::new();
-    for line in text.lines() {
-        let Some(rest) = line.strip_prefix("apiserver_request_total{") else {
+    for series in rarc_kube_test::prometheus::parse(&text) {
+        if series.name != "apiserver_request_total" {
             continue;
-        };
-        let Some((labels, value)) = rest.rsplit_once('}') else {
-            continue;
-        };
-        let labels = parse_labels(labels);
-        let get = |k: &str| labels.get(k).cloned().unwrap_or_default();
+        }
+        let get = |k: &str| series.labels.get(k).cloned().unwrap_or_default();
         let verb = get("verb");
         if !WRITE_VERBS.contains(&verb.as_str()) {
             continue;
         }
-        let value: f64 = value.trim().parse().unwrap_or(0.0);
+        let value = series.value.unwrap_or(0.0);
         *out.entry((verb, get("resource"), get("subresource"), get("code")))
             .or_insert(0.0) += value;
     }
     ensure!(!out.is_empty(), "no apiserver_request_total write series in /metrics");
     Ok(out)
-}
-
-/// `k="v",k2="v2"` (values may contain escaped quotes).
-fn parse_labels(s: &str) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let mut rest = s;
-    while let Some((key, after)) = rest.split_once("=\"") {
-        let mut value = String::new();
-        let mut chars = after.char_indices();
-        let mut end = after.len();
-        while let Some((i, c)) = chars.next() {
-            match c {
-                '\\' => {
-                    if let Some((_, n)) = chars.next() {
-                        value.push(n);
-                    }
-                }
-                '"' => {
-                    end = i + 1;
-                    break;
-                }
-                c => value.push(c),
-            }
-        }
-        out.insert(key.trim_start_matches(',').trim().to_owned(), value);
-        rest = &after[end..];
-    }
-    out
 }
 
 fn delta(before: &BTreeMap<Key, f64>, after: &BTreeMap<Key, f64>) -> BTreeMap<Key, f64> {

@@ -113,21 +113,10 @@ fn unreachable_api_server_exits_1() {
 async fn sigterm_stops_gracefully_with_exit_0() {
     let kubeconfig = rarc_kube_test::kubeconfig_location();
     let client = rarc_kube_test::client().await.expect("client");
-    for file in [
-        "autoscalinglisteners",
-        "autoscalingrunnersets",
-        "ephemeralrunnersets",
-        "ephemeralrunners",
-    ] {
-        let path = format!(
-            "{}/../crates/crd/crds/actions.github.com_{file}.yaml",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let yaml = std::fs::read_to_string(path).expect("CRD file");
-        rarc_kube_test::apply_yaml(&client, None, &yaml)
-            .await
-            .expect("apply CRD");
-    }
+    let manifests = rarc_crd::crds_yaml().into_iter().map(|(_, yaml)| yaml);
+    rarc_kube_test::install_crds(&client, manifests, &rarc_crd::CRD_NAMES, Duration::from_secs(60))
+        .await
+        .expect("install the CRDs");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("port");
     let metrics_port = listener.local_addr().expect("addr").port();
     let listener2 = std::net::TcpListener::bind("127.0.0.1:0").expect("port");

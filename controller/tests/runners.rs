@@ -222,26 +222,6 @@ async fn wait_er(
     .await
 }
 
-/// Waits until object `name` of `api` is gone.
-async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
-where
-    K: Resource + Clone + DeserializeOwned + Debug,
-{
-    eventually(
-        &format!("{} {name} to be gone", api.resource_url()),
-        timeout,
-        async || match get(api, name).await? {
-            None => Ok(()),
-            Some(o) => Err(format!(
-                "still there: deleting {}, finalizers {:?}",
-                deleting(&o),
-                o.meta().finalizers
-            )),
-        },
-    )
-    .await;
-}
-
 /// Waits until `n` runners of scale set `id` are online in the simulator (their pods run).
 async fn wait_online(env: &Env, id: i64, n: usize, timeout: Duration) {
     eventually(
@@ -633,15 +613,7 @@ async fn t24_failed_runner_occupies_replicas_until_its_ttl() {
                 }
             })
             .await;
-            eventually("the Failed runners to be deregistered", MINUTE, async || {
-                let left: Vec<_> = env.sim_runners().into_iter().filter(|r| r.scale_set_id == id).collect();
-                if left.is_empty() {
-                    Ok(())
-                } else {
-                    Err(format!("{left:?}"))
-                }
-            })
-            .await;
+            env.wait_no_sim_runners(id, MINUTE).await;
 
             // rarc: deleted after the TTL, then replaced (the set has no runner left to carry the
             // patch id, so the patch is evaluated again).
@@ -811,13 +783,7 @@ async fn t35_runner_exit_7_marks_outdated_and_keeps_the_scale_set() {
                 remove_calls(env, runner_id),
             );
         }
-        let cond = outdated
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.clone())
-            .unwrap_or_default()
-            .into_iter()
-            .find(|c| c.type_ == "Ready");
+        let cond = ready_condition(&outdated);
         c.eq(
             "ARS Ready condition (status, reason)",
             cond.as_ref().map(|c| (c.status.clone(), c.reason.clone())),
@@ -940,14 +906,7 @@ async fn t37_invalid_pod_marks_runner_failed() {
         );
         let runner_id = failed.runner_id();
         c.ok("runnerId recorded", runner_id > 0, runner_id);
-        eventually("the JIT Secret to be deleted", MINUTE, async || {
-            if get(&env.api::<Secret>(), &er).await?.is_none() {
-                Ok(())
-            } else {
-                Err("still there".into())
-            }
-        })
-        .await;
+        wait_gone(&env.api::<Secret>(), &er, MINUTE).await;
         c.ok(
             "RemoveRunner succeeded",
             remove_calls(env, runner_id).iter().any(|(s, _)| (200..300).contains(s)),

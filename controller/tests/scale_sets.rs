@@ -26,6 +26,7 @@ use kube::api::{ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use rarc_crd::keys::{annotations, finalizers, labels};
 use rarc_crd::{AutoscalingListener, AutoscalingRunnerSet, EphemeralRunner, EphemeralRunnerSet};
+use rarc_kube_test::prometheus::{self, Series};
 use serde_json::{Value, json};
 use support::*;
 
@@ -72,24 +73,6 @@ where
         ok(&obj).map(|()| obj)
     })
     .await
-}
-
-/// Waits until `api` has no object `name`.
-async fn wait_gone<K>(api: &Api<K>, name: &str, what: &str, timeout: Duration)
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    eventually(&format!("{what} {name} to be gone"), timeout, async || {
-        match get(api, name).await? {
-            None => Ok(()),
-            Some(o) => Err(format!(
-                "still there: deleting {}, finalizers {:?}",
-                deleting(&o),
-                o.finalizers()
-            )),
-        }
-    })
-    .await;
 }
 
 /// The object as the API server stores it, as JSON (no typed deserialization that could drop
@@ -160,16 +143,6 @@ async fn wait_registered_runners(env: &Env, n: usize, timeout: Duration) -> Vec<
         }
     })
     .await
-}
-
-/// `Ready` condition of the ARS status, if any.
-fn ready_condition(ars: &AutoscalingRunnerSet) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    ars.status
-        .as_ref()
-        .and_then(|s| s.conditions.clone())
-        .unwrap_or_default()
-        .into_iter()
-        .find(|c| c.type_ == "Ready")
 }
 
 /// `(uid, deleting)` of an object, for "untouched" checks.
@@ -292,41 +265,6 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// One series of a Prometheus text exposition.
-#[derive(Debug, Clone)]
-struct Series {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
-}
-
-/// Parses the text exposition (escaped quotes in label values are not needed here).
-fn parse_metrics(text: &str) -> Vec<Series> {
-    let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (name, body) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        let mut labels = BTreeMap::new();
-        let mut rest = body;
-        while let Some((key, after)) = rest.split_once("=\"") {
-            let Some(end) = after.find('"') else { break };
-            labels.insert(key.trim_start_matches(',').to_owned(), after[..end].to_owned());
-            rest = &after[end + 1..];
-        }
-        out.push(Series {
-            name: name.to_owned(),
-            labels,
-            value: value.parse().unwrap_or(f64::NAN),
-        });
-    }
-    out
-}
-
 /// `GET http://addr/metrics`.
 async fn scrape(addr: &str) -> Result<String, String> {
     let client = reqwest::Client::builder()
@@ -360,10 +298,10 @@ fn helpers_detect_dropped_fields_and_parse_series() {
     assert!(out.is_empty(), "{out:?}");
     not_contained(&want, &json!({"a": {"b": [1, {}], "d": 2}}), "", &mut out);
     assert_eq!(out.len(), 2, "{out:?}");
-    let series = parse_metrics("# TYPE g gauge\ng{name=\"a\",namespace=\"\"} 3\nc 1\n");
+    let series = prometheus::parse("# TYPE g gauge\ng{name=\"a\",namespace=\"\"} 3\nc 1\n");
     assert_eq!(series.len(), 2);
     assert_eq!(series[0].name, "g");
-    assert_eq!(series[0].value, 3.0);
+    assert_eq!(series[0].value, Some(3.0));
     assert_eq!(
         series[0].labels,
         BTreeMap::from([
@@ -566,14 +504,11 @@ async fn arc_sample_manifests_apply_unchanged_and_reconcile() {
         for (_, name, _) in samples {
             env.wait_ars_gone(name, SCALE_UP).await;
         }
-        for (kind, name) in [
-            ("ServiceAccount", "smp-default-gha-rs-no-permission"),
-            ("ServiceAccount", "smp-kube-gha-rs-kube-mode"),
-        ] {
-            wait_gone(&sas, name, kind, MINUTE).await;
+        for name in ["smp-default-gha-rs-no-permission", "smp-kube-gha-rs-kube-mode"] {
+            wait_gone(&sas, name, MINUTE).await;
         }
-        wait_gone(&env.api::<Role>(), "smp-kube-gha-rs-kube-mode", "Role", MINUTE).await;
-        wait_gone(&env.api::<RoleBinding>(), "smp-kube-gha-rs-kube-mode", "RoleBinding", MINUTE).await;
+        wait_gone(&env.api::<Role>(), "smp-kube-gha-rs-kube-mode", MINUTE).await;
+        wait_gone(&env.api::<RoleBinding>(), "smp-kube-gha-rs-kube-mode", MINUTE).await;
         for (name, id) in &ids {
             let deletes = env.calls_ending("DELETE", &format!("/runnerscalesets/{id}"));
             c.ok(
@@ -604,11 +539,7 @@ async fn t02_existing_scale_set_is_reused() {
         let (ars, id) = create_and_wait_reconciled(env, env.ars(name)).await;
         let mut c = Checks::default();
         c.eq("the annotated id is the existing one", id, existing.id);
-        let creates: Vec<_> = env
-            .calls(Some("POST"), "/runnerscalesets")
-            .into_iter()
-            .filter(|c| c.path.trim_end_matches('/').ends_with("/runnerscalesets"))
-            .collect();
+        let creates = env.calls_ending("POST", "/runnerscalesets");
         c.eq("CreateRunnerScaleSet calls", creates.len(), 0);
         let lookups: Vec<_> = env
             .calls(Some("GET"), "/runnerscalesets")
@@ -809,7 +740,7 @@ async fn t05_group_and_name_changes_update_the_scale_set() {
         );
         let new_listener = listener_in_group(env, name, "g2");
         wait_obj(&env.al_api(), &new_listener, "AL of group g2", MINUTE, |_| Ok(())).await;
-        wait_gone(&env.al_api(), &old_listener, "AL of the default group", MINUTE).await;
+        wait_gone(&env.al_api(), &old_listener, MINUTE).await;
 
         env.patch_ars(name, json!({"spec": {"runnerScaleSetName": "t05-renamed"}}))
             .await;
@@ -1507,12 +1438,12 @@ async fn t83_metrics_exposes_the_gha_controller_gauges() {
         let text = eventually("the gauges of a running listener and runner", SCALE_UP, async || {
             controller.assert_running();
             let text = scrape(&addr).await?;
-            let series = parse_metrics(&text);
+            let series = prometheus::parse(&text);
             let value = |metric: &str, want: &BTreeMap<String, String>| {
                 series
                     .iter()
                     .find(|s| s.name == metric && &s.labels == want)
-                    .map(|s| s.value)
+                    .and_then(|s| s.value)
             };
             let got = (
                 value("gha_controller_running_listeners", &want_listener_labels),
@@ -1538,11 +1469,11 @@ async fn t83_metrics_exposes_the_gha_controller_gauges() {
                 "{metric} TYPE line:\n{text}"
             );
         }
-        let series = parse_metrics(&text);
+        let series = prometheus::parse(&text);
         assert!(
             series.iter().any(|s| s.name == "controller_runtime_reconcile_total"
                 && s.labels.get("controller").map(String::as_str) == Some("autoscalingrunnerset")
-                && s.value >= 1.0),
+                && s.value.is_some_and(|v| v >= 1.0)),
             "reconcile counter:\n{text}"
         );
 
@@ -1550,7 +1481,7 @@ async fn t83_metrics_exposes_the_gha_controller_gauges() {
         env.wait_ars_gone(name, SCALE_UP).await;
         eventually("the deleted scale set's series to go", MINUTE, async || {
             let text = scrape(&addr).await?;
-            let left: Vec<Series> = parse_metrics(&text)
+            let left: Vec<Series> = prometheus::parse(&text)
                 .into_iter()
                 .filter(|s| {
                     s.name.starts_with("gha_controller_")

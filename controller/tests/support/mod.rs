@@ -26,7 +26,6 @@ use std::time::{Duration, Instant};
 
 use futures::FutureExt as _;
 use k8s_openapi::api::core::v1::{Event, Pod, Secret};
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use rarc_controller::Settings;
@@ -93,45 +92,26 @@ fn init_tracing() {
         .try_init();
 }
 
-/// Server-side applies the four CRDs of crates/crd/crds and waits until they are Established.
+/// Server-side applies the four CRDs (`rarc_crd::crds_yaml`, as committed in crates/crd/crds) and
+/// waits until they are Established.
 async fn install_crds(client: &Client) {
     CRDS.get_or_init(|| async {
-        let dir = repo_root().join("crates/crd/crds");
-        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-            .unwrap_or_else(|e| panic!("read {}: {e}", dir.display()))
-            .map(|entry| entry.expect("a directory entry").path())
-            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-            .collect();
-        files.sort();
+        let crds = rarc_crd::crds_yaml();
         assert_eq!(
-            files.len(),
-            4,
-            "expected the 4 CRDs in {}, found {files:?}",
-            dir.display()
+            crds.len(),
+            rarc_crd::CRD_NAMES.len(),
+            "expected the {} CRDs, found {:?}",
+            rarc_crd::CRD_NAMES.len(),
+            crds.iter().map(|(file, _)| file).collect::<Vec<_>>()
         );
-        for file in &files {
-            let yaml = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {}: {e}", file.display()));
-            rarc_kube_test::apply_yaml(client, None, &yaml)
-                .await
-                .unwrap_or_else(|e| panic!("apply {}: {e}", file.display()));
-        }
-        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-        for plural in [
-            "autoscalingrunnersets",
-            "autoscalinglisteners",
-            "ephemeralrunnersets",
-            "ephemeralrunners",
-        ] {
-            let name = format!("{plural}.actions.github.com");
-            rarc_kube_test::await_condition(
-                &crds,
-                &name,
-                kube::runtime::wait::conditions::is_crd_established(),
-                Duration::from_secs(60),
-            )
-            .await
-            .unwrap_or_else(|e| panic!("CRD {name} not Established: {e}"));
-        }
+        rarc_kube_test::install_crds(
+            client,
+            crds.into_iter().map(|(_, yaml)| yaml),
+            &rarc_crd::CRD_NAMES,
+            Duration::from_secs(60),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("install the CRDs: {e:?}"));
     })
     .await;
 }
@@ -209,6 +189,26 @@ where
         .map_err(|e| format!("get {}/{name}: {e}", api.resource_url()))
 }
 
+/// Waits until object `name` of `api` is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    eventually(
+        &format!("{} {name} to be gone", api.resource_url()),
+        timeout,
+        async || match get(api, name).await? {
+            None => Ok(()),
+            Some(o) => Err(format!(
+                "still there: deleting {}, finalizers {:?}",
+                deleting(&o),
+                o.meta().finalizers
+            )),
+        },
+    )
+    .await;
+}
+
 /// Names of `objects`, sorted.
 pub fn names<K: Resource>(objects: &[K]) -> Vec<String> {
     let mut v: Vec<String> = objects
@@ -222,6 +222,18 @@ pub fn names<K: Resource>(objects: &[K]) -> Vec<String> {
 /// True when the object is being deleted.
 pub fn deleting<K: Resource>(obj: &K) -> bool {
     obj.meta().deletion_timestamp.is_some()
+}
+
+/// `Ready` condition of the ARS status, if any.
+pub fn ready_condition(
+    ars: &AutoscalingRunnerSet,
+) -> Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    ars.status
+        .as_ref()
+        .and_then(|s| s.conditions.clone())
+        .unwrap_or_default()
+        .into_iter()
+        .find(|c| c.type_ == "Ready")
 }
 
 /// The phase of a pod (`""` when unknown).

@@ -100,6 +100,28 @@ pub async fn apply_yaml(client: &Client, namespace: Option<&str>, yaml: &str) ->
     Ok(applied)
 }
 
+/// Installs CustomResourceDefinitions: server-side applies each manifest of `manifests` with
+/// [`apply_yaml`] (which waits until each CRD it applies is Established), then waits until each
+/// CRD named in `names` is Established, for at most `timeout` each.
+///
+/// For rarc's four CRDs: `install_crds(&client, rarc_crd::crds_yaml().into_iter().map(|(_, yaml)| yaml),
+/// &rarc_crd::CRD_NAMES, timeout)`.
+pub async fn install_crds(
+    client: &Client,
+    manifests: impl IntoIterator<Item = impl AsRef<str>>,
+    names: &[&str],
+    timeout: Duration,
+) -> Result<(), Error> {
+    for yaml in manifests {
+        apply_yaml(client, None, yaml.as_ref()).await?;
+    }
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    for name in names {
+        await_condition(&crds, name, conditions::is_crd_established(), timeout).await?;
+    }
+    Ok(())
+}
+
 /// Finds the resource serving `gvk`. After a CRD was applied, a kind may take a moment to be
 /// discoverable, so then failures are retried for a while.
 async fn discover(

@@ -4,8 +4,10 @@
 //!   when it is not there: tests must fail, never skip);
 //! - [`with_temp_ns`] / [`TempNamespace`] give each test a namespace of its own and delete it;
 //! - [`await_condition`] and [`within`] wait with a time limit;
-//! - [`apply_yaml`] server-side applies multi-document manifests of any kind (CRDs included);
-//! - [`exec`] runs a command in a container and returns its output and exit code.
+//! - [`apply_yaml`] server-side applies multi-document manifests of any kind (CRDs included), and
+//!   [`install_crds`] applies CRD manifests and waits until they are Established;
+//! - [`exec`] runs a command in a container and returns its output and exit code;
+//! - [`prometheus`] parses the text exposition of a `/metrics` endpoint.
 //!
 //! ```no_run
 //! use std::time::Duration;
@@ -28,9 +30,10 @@ mod client;
 mod error;
 mod exec;
 mod namespace;
+pub mod prometheus;
 mod wait;
 
-pub use apply::{FIELD_MANAGER, apply_yaml, parse_yaml_documents};
+pub use apply::{FIELD_MANAGER, apply_yaml, install_crds, parse_yaml_documents};
 pub use client::{DEFAULT_KUBECONFIG, client, kubeconfig_location};
 pub use error::Error;
 pub use exec::{ExecOutput, exec};
